@@ -1,0 +1,30 @@
+/**
+ * The `sgwall` command line. Each command lives in `commands/<name>.ts` and exports
+ * `register(program)`; this file only wires them and maps errors to exit codes.
+ */
+import { Command } from 'commander'
+import { AppError, exitCode } from '../errors.js'
+import { register as registerRender } from './commands/render.js'
+import { register as registerStart } from './commands/start.js'
+
+const program = new Command()
+program.name('sgwall').description('OpenStack-style security groups: compile, apply, analyse, serve').showHelpAfterError()
+program.exitOverride()
+
+registerRender(program)
+registerStart(program)
+
+try {
+  await program.parseAsync(process.argv)
+} catch (err) {
+  if (err instanceof AppError) {
+    process.stderr.write(`error: ${err.message}\n${err.detail ? `${err.detail}\n` : ''}`)
+    process.exitCode = exitCode[err.type]
+  } else if (err && typeof err === 'object' && 'code' in err && String(err.code).startsWith('commander.')) {
+    const code = String(err.code)
+    process.exitCode = code === 'commander.helpDisplayed' || code === 'commander.version' ? 0 : 2
+  } else {
+    process.stderr.write(`error: internal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+    process.exitCode = 70
+  }
+}
