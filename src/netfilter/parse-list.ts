@@ -311,8 +311,10 @@ function readRuleLine(words: string[], columns: Columns, knownFamily: Family | n
   let goto = false
   const targetOptions: Option[] = []
   let error: string | null = null
+  let start = 0
   try {
     while (!extras.done()) {
+      start = extras.position
       const w = extras.peek()!
       if (w === '[goto]') {
         extras.next()
@@ -325,7 +327,7 @@ function readRuleLine(words: string[], columns: Columns, knownFamily: Family | n
     }
   } catch (e) {
     if (!(e instanceof Unreadable)) throw e
-    const rest = extras.rest()
+    const rest = extras.restFrom(start)
     error = `${e.message}; unread: "${rest}"`
     matches.push({ module: UNREADABLE_MODULE, options: [{ flag: '--text', negated: false, args: [rest] }] })
   }
@@ -381,8 +383,11 @@ class ExtraReader {
     this.i++
     return w
   }
-  rest(): string {
-    return this.words.slice(this.i).join(' ')
+  get position(): number {
+    return this.i
+  }
+  restFrom(start: number): string {
+    return this.words.slice(start).join(' ')
   }
 
   /** Target printouts (`CT zone 4097`, `reject-with X`, `LOG …`): true when one was read. */
