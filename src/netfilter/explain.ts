@@ -887,7 +887,10 @@ function portFindings(ruleset: Ruleset, chains: readonly ExplainedChain[], lang:
   for (const c of filterChains) {
     if (!c.port) continue
     let roles = ports.get(c.port.port_id_prefix)
-    if (!roles) ports.set(c.port.port_id_prefix, (roles = new Set()))
+    if (!roles) {
+      roles = new Set()
+      ports.set(c.port.port_id_prefix, roles)
+    }
     roles.add(c.role)
   }
   const hasRaw = ruleset.tables.some((tb) => tb.name === 'raw')
