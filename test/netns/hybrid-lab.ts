@@ -137,7 +137,7 @@ export class HybridLab {
     this.h('iptables', '-t', 'raw', '-X')
     this.h('ipset', 'destroy')
     for (const [name, members] of Object.entries(ipsets)) {
-      if (!name.startsWith('NIPv4')) continue
+      if (name.startsWith('NIPv6')) continue
       this.h('ipset', 'create', name, 'hash:net', 'family', 'inet')
       for (const m of members) this.h('ipset', 'add', name, m)
     }

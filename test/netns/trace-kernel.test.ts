@@ -12,8 +12,11 @@ import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { HostTracer, type TraceRequest } from '../../src/analysis/trace-host.js'
 import { compileHost } from '../../src/compile/index.js'
+import { tapName } from '../../src/compile/names.js'
 import type { Port, Scenario, SecurityGroupRule } from '../../src/model/types.js'
 import { parseScenario } from '../../src/model/validate.js'
+import type { Ruleset } from '../../src/netfilter/ir.js'
+import { parseIptablesSave } from '../../src/netfilter/parse-save.js'
 import { renderNormalized } from '../../src/netfilter/render.js'
 import type { CtState } from '../../src/netfilter/trace.js'
 import { EXT_MAC, HybridLab, pythonScapySkipReason } from './hybrid-lab.js'
@@ -228,6 +231,125 @@ function randomProbe(r: () => number, ports: readonly Port[]): Probe {
   return { ...p, trace, from, to, srcIp, dstIp, srcMac, dstMac }
 }
 
+async function runProbes(
+  labs: HybridLab[],
+  name: string,
+  scenario: Scenario,
+  ipv4: Ruleset,
+  ipv4Text: string,
+  ipsets: Readonly<Record<string, readonly string[]>>,
+  index: number,
+  count = PACKETS_PER_SCENARIO,
+): Promise<string[]> {
+  const ports = scenario.ports.filter((p) => p.fixed_ips.some((ip) => ip.includes('.')))
+  const lab = new HybridLab(ports)
+  labs.push(lab)
+  lab.load(ipv4Text, ipsets)
+  const tracer = new HostTracer({
+    config: scenario.config,
+    state: scenario,
+    ipv4,
+    ipv6: { tables: [] },
+    ipsets,
+    brInt: 'linux',
+  })
+  const r = prng(SEED + 7919 * index)
+  const mismatches: string[] = []
+  let delivered = 0
+  const reasons = new Map<string, number>()
+  for (let i = 0; i < count; i++) {
+    const probe = randomProbe(r, ports)
+    lab.flushConntrack()
+    const before = lab.counters()
+    const got = await lab.probe({
+      src_ns: probe.from === 'ext' ? lab.ext.name : lab.vms.get(probe.from)!.name,
+      dst_ns: probe.to === 'ext' ? lab.ext.name : lab.vms.get(probe.to)!.name,
+      src_mac: probe.srcMac,
+      dst_mac: probe.dstMac,
+      src_ip: probe.srcIp,
+      dst_ip: probe.dstIp,
+      proto: probe.proto,
+      ...(probe.sport !== undefined ? { sport: probe.sport, dport: probe.dport! } : {}),
+      ...(probe.icmpType !== undefined ? { icmp_type: probe.icmpType, icmp_code: 0 } : {}),
+      ...(probe.tcpFlags !== undefined ? { tcp_flags: probe.tcpFlags } : {}),
+      ip_id: 1000 + i,
+    })
+    const after = lab.counters()
+    // Every counter that moved, with how much: a rule crossed in two passes moves by two.
+    const moved = [...after]
+      .filter(([k, v]) => v !== (before.get(k) ?? 0))
+      .map(([k, v]) => `${k} +${v - (before.get(k) ?? 0)}`)
+      .sort()
+    const trace = tracer.trace(probe.trace)
+    const hits = new Map<string, number>()
+    for (const h of trace.hops)
+      for (const s of h.steps) {
+        if (!s.matched) continue
+        const k = `${s.table} ${s.chain} ${s.num === null ? 'policy' : s.num}`
+        hits.set(k, (hits.get(k) ?? 0) + 1)
+      }
+    const traced = [...hits].map(([k, n]) => `${k} +${n}`).sort()
+    if (got) delivered++
+    const last = trace.hops.at(-1)?.decided_by
+    const reason = `${trace.verdict} by ${last?.role ?? '-'}`
+    reasons.set(reason, (reasons.get(reason) ?? 0) + 1)
+    const want = got ? 'ACCEPT' : 'DROP'
+    const same = trace.verdict === want && JSON.stringify(moved) === JSON.stringify(traced)
+    if (!same) {
+      mismatches.push(
+        `packet ${i} ${JSON.stringify(probe.trace)}: kernel ${want}, trace ${trace.verdict}\n  kernel moved: ${moved.join(' | ')}\n  trace matched: ${traced.join(' | ')}`,
+      )
+    }
+  }
+  console.log(
+    `${name}: ${count} packets, ${delivered} delivered, ${mismatches.length} mismatches; ${[...reasons].map(([k, n]) => `${n}× ${k}`).join(', ')}`,
+  )
+  return mismatches
+}
+
+/** A hand-written ruleset over the lab's devices using the matches Neutron does not emit. */
+function handWritten(ports: readonly Port[]): string {
+  const [a, b, c] = ports.map((p) => ({ tap: tapName(p.id), mac: p.mac_address, ip: p.fixed_ips[0]! }))
+  return [
+    '*raw',
+    ':PREROUTING ACCEPT [0:0]',
+    ':OUTPUT ACCEPT [0:0]',
+    `-A PREROUTING -m physdev --physdev-in ${a!.tap} -j CT --zone 7`,
+    `-A PREROUTING -m physdev --physdev-in ${c!.tap} -j CT --notrack`,
+    '-A PREROUTING -m physdev --physdev-in qvb+ -j CT --zone 9',
+    'COMMIT',
+    '*filter',
+    ':INPUT ACCEPT [0:0]',
+    ':FORWARD DROP [0:0]',
+    ':OUTPUT ACCEPT [0:0]',
+    ':x-in - [0:0]',
+    ':x-tcp - [0:0]',
+    ':x-log - [0:0]',
+    '-A FORWARD -m physdev ! --physdev-is-bridged -j DROP',
+    '-A FORWARD -i br-int -m physdev --physdev-in uplink -m iprange --src-range 8.8.8.0-8.8.8.10 -j DROP',
+    '-A FORWARD -i br-int -j ACCEPT',
+    '-A FORWARD -m physdev --physdev-in tap+ -j x-in',
+    `-A FORWARD -m physdev --physdev-out ${b!.tap} --physdev-is-bridged -p tcp -g x-tcp`,
+    '-A FORWARD -m physdev --physdev-out tap+ -m conntrack --ctstate INVALID -j DROP',
+    '-A FORWARD -m conntrack --ctstate UNTRACKED -p udp -j ACCEPT',
+    '-A FORWARD -p icmp -m icmp --icmp-type 8 -j x-log',
+    '-A FORWARD -p udp -m multiport --dports 53,1000:2000 -j ACCEPT',
+    '-A FORWARD -m set --match-set sgwtest dst -j ACCEPT',
+    `-A FORWARD -d ${c!.ip.replace(/\.\d+$/, '.0')}/255.255.255.128 ! -s 10.0.0.0/8 -p udp -j ACCEPT`,
+    `-A x-in -m physdev --physdev-in ${a!.tap} -m mac ! --mac-source ${a!.mac.toUpperCase()} -j DROP`,
+    '-A x-in -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m multiport ! --dports 22,80 -j RETURN',
+    '-A x-in -p tcp -m tcp --tcp-flags SYN,ACK ACK -j DROP',
+    '-A x-in -m state --state NEW -p udp -m udp --sport 67:68 -j DROP',
+    '-A x-in -p tcp -m tcp --dport 80 -j ACCEPT',
+    '-A x-tcp -p tcp -m tcp --dport 22 -j ACCEPT',
+    '-A x-tcp -p tcp -m tcp ! --dport 1000:2000 -j DROP',
+    '-A x-log -j LOG --log-prefix "sgwall-test "',
+    '-A x-log -m comment --comment "echo requests" -j ACCEPT',
+    'COMMIT',
+    '',
+  ].join('\n')
+}
+
 const skip = kernelTestSkipReason(['ip', 'iptables', 'ipset', 'bridge', 'conntrack']) ?? pythonScapySkipReason()
 if (skip) console.log(skip)
 
@@ -248,71 +370,27 @@ describe.skipIf(skip !== null)('trace equals the kernel (hybrid plug, Linux br-i
     for (const l of labs) l.destroy()
   })
 
-  it.each(SCENARIOS.map(([n, s], i) => [n, s, i] as const))('%s', async (_name, scenario, index) => {
-    const ports = scenario.ports.filter((p) => p.fixed_ips.some((ip) => ip.includes('.')))
+  it.each(SCENARIOS.map(([n, s], i) => [n, s, i] as const))('%s', async (name, scenario, index) => {
     const compiled = compileHost(scenario, scenario.config)
-    const lab = new HybridLab(ports)
-    labs.push(lab)
-    lab.load(renderNormalized(compiled.ipv4), compiled.ipsets)
-    const tracer = new HostTracer({
-      config: scenario.config,
-      state: scenario,
-      ipv4: compiled.ipv4,
-      ipv6: compiled.ipv6,
-      ipsets: compiled.ipsets,
-      brInt: 'linux',
-    })
-    const r = prng(SEED + 7919 * index)
-    const mismatches: string[] = []
-    let delivered = 0
-    const reasons = new Map<string, number>()
-    for (let i = 0; i < PACKETS_PER_SCENARIO; i++) {
-      const probe = randomProbe(r, ports)
-      lab.flushConntrack()
-      const before = lab.counters()
-      const got = await lab.probe({
-        src_ns: probe.from === 'ext' ? lab.ext.name : lab.vms.get(probe.from)!.name,
-        dst_ns: probe.to === 'ext' ? lab.ext.name : lab.vms.get(probe.to)!.name,
-        src_mac: probe.srcMac,
-        dst_mac: probe.dstMac,
-        src_ip: probe.srcIp,
-        dst_ip: probe.dstIp,
-        proto: probe.proto,
-        ...(probe.sport !== undefined ? { sport: probe.sport, dport: probe.dport! } : {}),
-        ...(probe.icmpType !== undefined ? { icmp_type: probe.icmpType, icmp_code: 0 } : {}),
-        ...(probe.tcpFlags !== undefined ? { tcp_flags: probe.tcpFlags } : {}),
-        ip_id: 1000 + i,
-      })
-      const after = lab.counters()
-      // Every counter that moved, with how much: a rule crossed in two passes moves by two.
-      const moved = [...after]
-        .filter(([k, v]) => v !== (before.get(k) ?? 0))
-        .map(([k, v]) => `${k} +${v - (before.get(k) ?? 0)}`)
-        .sort()
-      const trace = tracer.trace(probe.trace)
-      const hits = new Map<string, number>()
-      for (const h of trace.hops)
-        for (const s of h.steps) {
-          if (!s.matched) continue
-          const k = `${s.table} ${s.chain} ${s.num === null ? 'policy' : s.num}`
-          hits.set(k, (hits.get(k) ?? 0) + 1)
-        }
-      const traced = [...hits].map(([k, n]) => `${k} +${n}`).sort()
-      if (got) delivered++
-      const last = trace.hops.at(-1)?.decided_by
-      const reason = `${trace.verdict} by ${last?.role ?? '-'}`
-      reasons.set(reason, (reasons.get(reason) ?? 0) + 1)
-      const want = got ? 'ACCEPT' : 'DROP'
-      const same = trace.verdict === want && JSON.stringify(moved) === JSON.stringify(traced)
-      if (!same) {
-        mismatches.push(
-          `packet ${i} ${JSON.stringify(probe.trace)}: kernel ${want}, trace ${trace.verdict}\n  kernel moved: ${moved.join(' | ')}\n  trace matched: ${traced.join(' | ')}`,
-        )
-      }
-    }
-    console.log(
-      `${_name}: ${PACKETS_PER_SCENARIO} packets, ${delivered} delivered, ${mismatches.length} mismatches; ${[...reasons].map(([k, n]) => `${n}× ${k}`).join(', ')}`,
+    const mismatches = await runProbes(
+      labs,
+      name,
+      scenario,
+      compiled.ipv4,
+      renderNormalized(compiled.ipv4),
+      compiled.ipsets,
+      index,
     )
+    expect(mismatches).toEqual([])
+  })
+
+  it('hand-written chains: goto, RETURN, negation, wildcards, multiport, iprange, tcp flags, conntrack, mac, set, LOG, notrack', async () => {
+    const scenario = fixtureScenario('ports-sharing-groups')
+    const text = handWritten(scenario.ports)
+    const { ruleset, issues } = parseIptablesSave(text)
+    expect(issues).toEqual([])
+    const sets = { sgwtest: ['192.168.1.62', '8.8.8.0/29'] }
+    const mismatches = await runProbes(labs, 'hand-written', scenario, ruleset, text, sets, 99, 40)
     expect(mismatches).toEqual([])
   })
 })
