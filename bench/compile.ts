@@ -46,7 +46,13 @@ for (let i = 0; i < RUNS; i++) {
 }
 const rss = process.memoryUsage().rss
 console.log(`bench/compile: ${PORTS} dual-stack ports, 10 groups x 20 rules, ${rules} rules rendered (v4+v6)`)
-console.log(`  full compile (IR)             median ${median(full).toFixed(1)} ms   (target <= 100 ms; Neutron 21: 3200 ms, ratio ${(3200 / median(full)).toFixed(0)}x)`)
+console.log(
+  `  full compile (IR)             median ${median(full).toFixed(1)} ms   (target <= 100 ms; Neutron 21: 3200 ms, ratio ${(3200 / median(full)).toFixed(0)}x)`,
+)
 console.log(`  full compile + render text    median ${(median(full) + median(fullRender)).toFixed(1)} ms`)
-console.log(`  one rule added (${portsUsingGroup} ports use the group) median ${median(incr).toFixed(2)} ms   (target <= 5 ms; Neutron 21: 36000 ms, ratio ${(36000 / median(incr)).toFixed(0)}x)`)
-console.log(`  memory: peak heap ${(heap / 2 ** 20).toFixed(0)} MB, rss ${(rss / 2 ** 20).toFixed(0)} MB (target <= 200 MB)`)
+console.log(
+  `  one rule added (${portsUsingGroup} ports use the group) median ${median(incr).toFixed(2)} ms   (target <= 5 ms; Neutron 21: 36000 ms, ratio ${(36000 / median(incr)).toFixed(0)}x)`,
+)
+console.log(
+  `  memory: peak heap ${(heap / 2 ** 20).toFixed(0)} MB, rss ${(rss / 2 ** 20).toFixed(0)} MB (target <= 200 MB)`,
+)
