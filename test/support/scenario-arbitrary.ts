@@ -195,7 +195,12 @@ export const scenarioArbitrary: fc.Arbitrary<RawScenario> = fc
     })
     // Rule ids are unique across groups.
     const used = new Set<string>()
-    for (const g of groups) g.rules = g.rules.filter((x) => (used.has(x.id) ? false : (used.add(x.id), true)))
+    for (const g of groups)
+      g.rules = g.rules.filter((x) => {
+        if (used.has(x.id)) return false
+        used.add(x.id)
+        return true
+      })
 
     const ports = r.portIds.map((id, i) => {
       const shape = r.portShapes[i % r.portShapes.length] as (typeof r.portShapes)[number]
