@@ -4,6 +4,7 @@
  */
 import { Command } from 'commander'
 import { AppError, exitCode } from '../errors.js'
+import { register as registerExplain } from './commands/explain.js'
 import { register as registerRender } from './commands/render.js'
 import { register as registerStart } from './commands/start.js'
 
@@ -15,6 +16,7 @@ program
 program.exitOverride()
 
 registerRender(program)
+registerExplain(program)
 registerStart(program)
 
 try {
