@@ -97,7 +97,8 @@ export class HostCommandError extends AppError {
     const cmd = command.join(' ')
     super(
       'HostCommandFailed',
-      summary ?? `host command failed (exit ${exitStatus ?? 'signal'}): ${cmd}`,
+      summary ??
+        `host command failed (exit ${exitStatus ?? 'signal'}): ${cmd}: ${stderr.trim().split('\n')[0] ?? ''}${failingLine === null ? '' : ` (line: ${failingLine})`}`,
       [stderr.trim(), failingLine === null ? '' : `failing line: ${failingLine}`].filter((s) => s !== '').join('\n'),
     )
   }

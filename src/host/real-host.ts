@@ -4,6 +4,9 @@
  * optionally inside a network namespace (`ip netns exec NS …`).
  */
 import { spawn } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import {
   assertNever,
   type ConntrackDeletion,
@@ -178,7 +181,22 @@ export class RealHost implements Host {
   async conntrackDelete(batch: readonly ConntrackDeletion[]): Promise<void> {
     if (batch.length === 0) return
     const doc = `${batch.map((d) => conntrackDeleteArgs(d).join(' ')).join('\n')}\n`
-    await this.run(['conntrack', '-R', '-'], doc)
+    // `conntrack -R -` opens /dev/stdin, which fails when stdin is node's socketpair: use a file.
+    const dir = await mkdtemp(join(tmpdir(), 'sgwall-ct-'))
+    try {
+      const file = join(dir, 'delete.txt')
+      await writeFile(file, doc)
+      try {
+        await this.run(['conntrack', '-R', file])
+      } catch (e) {
+        if (e instanceof HostCommandError) {
+          throw new HostCommandError(e.command, e.exitStatus, e.stderr, lineOf(doc, failingLineNumber(e.stderr)))
+        }
+        throw e
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   }
 
   async listLinks(): Promise<LinkInfo[]> {
