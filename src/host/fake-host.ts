@@ -405,15 +405,20 @@ export class FakeHost implements Host {
           for (const other of this.links.values()) if (other.master === op.name) other.master = null
           break
         case 'addr-add':
+        case 'route-default':
           if (!l) fail(`Cannot find device "${op.name}"`)
+          break
+        case 'add-tap':
+          if (l) fail('ioctl(TUNSETIFF): Device or resource busy')
+          this.links.set(op.name, { master: null, mtu: 1500, up: false, address: null, kind: 'tun', peer: null })
           break
       }
     })
   }
 
-  async sysctlSet(key: string, value: string): Promise<void> {
-    checkSysctl(key, value)
-    this.sysctls.set(key, value)
+  async sysctlSet(entries: Readonly<Record<string, string>>): Promise<void> {
+    for (const [k, v] of Object.entries(entries)) checkSysctl(k, v)
+    for (const [k, v] of Object.entries(entries)) this.sysctls.set(k, v)
   }
 
   async ovsAddPorts(bridge: string, ports: readonly OvsPort[]): Promise<void> {

@@ -42,6 +42,10 @@ export type LinkOp =
     }
   | { readonly op: 'delete'; readonly name: string }
   | { readonly op: 'addr-add'; readonly name: string; readonly cidr: string }
+  /** An on-link default route through the device (`v6`: the IPv6 one). */
+  | { readonly op: 'route-default'; readonly name: string; readonly v6: boolean }
+  /** A tap device, as a hypervisor creates for a VM NIC. */
+  | { readonly op: 'add-tap'; readonly name: string }
 
 export interface LinkInfo {
   readonly name: string
@@ -75,8 +79,8 @@ export interface Host {
   listLinks(): Promise<LinkInfo[]>
   /** Link operations in order, stopping at the first failure. */
   linkBatch(ops: readonly LinkOp[]): Promise<void>
-  /** Sets a sysctl under net. (validated key). */
-  sysctlSet(key: string, value: string): Promise<void>
+  /** Sets sysctls under net. (validated keys), in one process. */
+  sysctlSet(entries: Readonly<Record<string, string>>): Promise<void>
   /** Adds (or updates: --may-exist) ports of an OVS bridge with their external-ids. */
   ovsAddPorts(bridge: string, ports: readonly OvsPort[]): Promise<void>
   /** Removes ports from an OVS bridge (--if-exists). */
@@ -208,6 +212,9 @@ export function checkLinkOp(op: LinkOp): void {
       return
     case 'addr-add':
       checkAddress('addr-add.cidr', op.cidr)
+      return
+    case 'route-default':
+    case 'add-tap':
       return
     default:
       assertNever(op)

@@ -114,6 +114,10 @@ export function renderLinkOp(op: LinkOp): string[] {
       if (op.cidr.includes(':')) a.push('nodad')
       return a
     }
+    case 'route-default':
+      return ['route', 'replace', op.v6 ? '::/0' : '0.0.0.0/0', 'dev', op.name]
+    case 'add-tap':
+      return ['tuntap', 'add', 'dev', op.name, 'mode', 'tap']
     default:
       return assertNever(op)
   }
@@ -218,9 +222,12 @@ export class RealHost implements Host {
     await this.run(['ip', '-batch', '-'], doc)
   }
 
-  async sysctlSet(key: string, value: string): Promise<void> {
-    checkSysctl(key, value)
-    await this.run(['sysctl', '-q', '-w', `${key}=${value}`])
+  async sysctlSet(entries: Readonly<Record<string, string>>): Promise<void> {
+    const args = Object.entries(entries).map(([k, v]) => {
+      checkSysctl(k, v)
+      return `${k}=${v}`
+    })
+    if (args.length) await this.run(['sysctl', '-q', '-w', ...args])
   }
 
   private vsctl(): string[] {
