@@ -49,7 +49,10 @@ const LAB_NAME = /^[a-z0-9][a-z0-9-]{0,11}$/
 
 export function checkLabName(name: string): string {
   if (!LAB_NAME.test(name)) {
-    throw new AppError('InvalidInput', `lab name ${JSON.stringify(name)}: 1-12 of a-z 0-9 -, starting with a letter/digit`)
+    throw new AppError(
+      'InvalidInput',
+      `lab name ${JSON.stringify(name)}: 1-12 of a-z 0-9 -, starting with a letter/digit`,
+    )
   }
   return name
 }
@@ -146,7 +149,8 @@ export async function labUp(o: LabOptions): Promise<LabRecord> {
         { op: 'set', name: 'lo', up: true },
         { op: 'set', name: 'eth0', address: p.mac_address, mtu, up: true },
       ]
-      for (const ip of p.fixed_ips) ops.push({ op: 'addr-add', name: 'eth0', cidr: ip.includes(':') ? `${ip}/128` : `${ip}/32` })
+      for (const ip of p.fixed_ips)
+        ops.push({ op: 'addr-add', name: 'eth0', cidr: ip.includes(':') ? `${ip}/128` : `${ip}/32` })
       // every destination on-link: the lab's ports share one L2 segment through br-int
       ops.push({ op: 'route-default', name: 'eth0', v6: false })
       if (p.fixed_ips.some((ip) => ip.includes(':'))) ops.push({ op: 'route-default', name: 'eth0', v6: true })
@@ -157,7 +161,11 @@ export async function labUp(o: LabOptions): Promise<LabRecord> {
       labBrInt(rec),
       o.ports.map((p) => ({ portId: p.id, mac: p.mac_address, mtu })),
     )
-    if (o.brInt === 'ovs') await waitOfports(rec, o.ports.map((p) => hybridDevices(p.id).qvo))
+    if (o.brInt === 'ovs')
+      await waitOfports(
+        rec,
+        o.ports.map((p) => hybridDevices(p.id).qvo),
+      )
     return rec
   } catch (e) {
     await labDown(o.name, root).catch(() => undefined)
@@ -174,7 +182,11 @@ async function waitOfports(rec: LabRecord, qvos: readonly string[]): Promise<voi
       of = await ovs.ofport(q).catch(() => -1)
       if (of <= 0) await new Promise((r) => setTimeout(r, 100))
     }
-    if (of <= 0) throw new AppError('HostCommandFailed', `OVS could not open ${q} (ofport ${of}); see ${rec.ovsDir}/ovs-vswitchd.log`)
+    if (of <= 0)
+      throw new AppError(
+        'HostCommandFailed',
+        `OVS could not open ${q} (ofport ${of}); see ${rec.ovsDir}/ovs-vswitchd.log`,
+      )
   }
 }
 

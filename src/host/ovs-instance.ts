@@ -50,7 +50,8 @@ export class OvsInstance {
   async start(): Promise<void> {
     await mkdir(this.dir, { recursive: true })
     const ns = ['ip', 'netns', 'exec', this.netns]
-    if (!existsSync(join(this.dir, 'conf.db'))) await this.run(['ovsdb-tool', 'create', join(this.dir, 'conf.db'), SCHEMA])
+    if (!existsSync(join(this.dir, 'conf.db')))
+      await this.run(['ovsdb-tool', 'create', join(this.dir, 'conf.db'), SCHEMA])
     await this.run([
       ...ns,
       'ovsdb-server',

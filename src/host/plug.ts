@@ -13,7 +13,9 @@
  * Idempotent: plug creates only what is missing and fixes masters/MTU/state;
  * unplug removes exactly qbr and the qvb/qvo pair (and the OVS port).
  */
+import { qbrName, qvbName, qvoName, tapName } from '../compile/names.js'
 import { AppError } from '../errors.js'
+import { ID_RE } from '../model/validate.js'
 import { checkMac, checkMtu, type Host, type LinkInfo, type LinkOp, type OvsPort } from './host.js'
 
 export type BrIntKind = 'ovs' | 'linux'
@@ -31,16 +33,15 @@ export interface BrInt {
   readonly name: string
 }
 
-const PORT_ID = /^[0-9a-fA-F-]{11,64}$/
+const PORT_ID = ID_RE
 
 /**
  * Device names of a port (`tap`/`qbr`/`qvb`/`qvo` + first 11 characters of the port id),
  * as Neutron's hybrid driver and os-vif name them.
  */
 export function hybridDevices(portId: string): { tap: string; qbr: string; qvb: string; qvo: string } {
-  if (!PORT_ID.test(portId)) throw new AppError('InvalidInput', `port id ${JSON.stringify(portId)} is not a UUID`)
-  const s = portId.slice(0, 11)
-  return { tap: `tap${s}`, qbr: `qbr${s}`, qvb: `qvb${s}`, qvo: `qvo${s}` }
+  if (!PORT_ID.test(portId)) throw new AppError('InvalidInput', `port id ${JSON.stringify(portId)} is not a port id`)
+  return { tap: tapName(portId), qbr: qbrName(portId), qvb: qvbName(portId), qvo: qvoName(portId) }
 }
 
 /** The bridge-netfilter sysctls the hybrid driver needs (per network namespace). */
@@ -51,10 +52,12 @@ export const BRIDGE_NF_SYSCTLS: Readonly<Record<string, string>> = {
 
 function validate(specs: readonly PlugSpec[]): void {
   specs.forEach((s, i) => {
-    if (!PORT_ID.test(s.portId)) throw new AppError('InvalidInput', `ports[${i}].portId: not a UUID: ${JSON.stringify(s.portId)}`)
+    if (!PORT_ID.test(s.portId))
+      throw new AppError('InvalidInput', `ports[${i}].portId: not a UUID: ${JSON.stringify(s.portId)}`)
     checkMac(`ports[${i}].mac`, s.mac)
     checkMtu(`ports[${i}].mtu`, s.mtu)
-    if (s.vmUuid !== undefined && !PORT_ID.test(s.vmUuid)) throw new AppError('InvalidInput', `ports[${i}].vmUuid: not a UUID`)
+    if (s.vmUuid !== undefined && !PORT_ID.test(s.vmUuid))
+      throw new AppError('InvalidInput', `ports[${i}].vmUuid: not a UUID`)
   })
 }
 
@@ -69,7 +72,11 @@ export async function plugPorts(host: Host, brInt: BrInt, specs: readonly PlugSp
   for (const s of specs) {
     const d = hybridDevices(s.portId)
     const tap = links.get(d.tap)
-    if (!tap) throw new AppError('InvalidInput', `port ${s.portId}: tap device ${d.tap} does not exist (the hypervisor creates it)`)
+    if (!tap)
+      throw new AppError(
+        'InvalidInput',
+        `port ${s.portId}: tap device ${d.tap} does not exist (the hypervisor creates it)`,
+      )
     if (!links.has(d.qbr)) create.push({ op: 'add-bridge', name: d.qbr, mtu: s.mtu })
     if (!links.has(d.qvb)) {
       if (links.has(d.qvo)) create.push({ op: 'delete', name: d.qvo })
@@ -110,7 +117,11 @@ export async function plugPorts(host: Host, brInt: BrInt, specs: readonly PlugSp
 export async function unplugPorts(host: Host, brInt: BrInt, portIds: readonly string[]): Promise<void> {
   const links = new Set((await host.listLinks()).map((l) => l.name))
   const devices = portIds.map(hybridDevices)
-  if (brInt.kind === 'ovs') await host.ovsDelPorts(brInt.name, devices.map((d) => d.qvo))
+  if (brInt.kind === 'ovs')
+    await host.ovsDelPorts(
+      brInt.name,
+      devices.map((d) => d.qvo),
+    )
   const ops: LinkOp[] = []
   for (const d of devices) {
     if (links.has(d.qvb)) ops.push({ op: 'delete', name: d.qvb })
