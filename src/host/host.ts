@@ -224,3 +224,74 @@ export function checkLinkOp(op: LinkOp): void {
 export function assertNever(x: never): never {
   throw new Error(`unexpected value ${JSON.stringify(x)}`)
 }
+
+/** One conntrack entry, as far as deletions filter on it. */
+export interface ConntrackEntry {
+  readonly family: 'ipv4' | 'ipv6'
+  readonly protocol: number
+  readonly source: string
+  readonly destination: string
+  readonly zone: number
+}
+
+/** Parse `conntrack -L -o extended` output (original-direction tuple and zone). */
+export function parseConntrackList(text: string): ConntrackEntry[] {
+  const out: ConntrackEntry[] = []
+  for (const line of text.split('\n')) {
+    const m = /^(ipv4|ipv6)\s+\d+\s+\S+\s+(\d+)\s/.exec(line)
+    if (!m) continue
+    const src = /\bsrc=(\S+)/.exec(line)
+    const dst = /\bdst=(\S+)/.exec(line)
+    const zone = /\bzone=(\d+)/.exec(line)
+    if (!src || !dst) continue
+    out.push({
+      family: m[1] as 'ipv4' | 'ipv6',
+      protocol: Number(m[2]),
+      source: canonicalAddress(src[1]!),
+      destination: canonicalAddress(dst[1]!),
+      zone: zone ? Number(zone[1]) : 0,
+    })
+  }
+  return out
+}
+
+const PROTOCOL_NUMBERS: Readonly<Record<string, number>> = {
+  icmp: 1,
+  tcp: 6,
+  udp: 17,
+  dccp: 33,
+  gre: 47,
+  'ipv6-icmp': 58,
+  icmpv6: 58,
+  sctp: 132,
+  udplite: 136,
+}
+
+function canonicalAddress(a: string): string {
+  return a.includes(':') ? canonicalV6(a) : a
+}
+
+function canonicalV6(a: string): string {
+  // expand then compress per RFC 5952, enough to compare conntrack's and our spelling
+  const [head = '', tail = ''] = a.toLowerCase().split('::')
+  const h = head === '' ? [] : head.split(':')
+  const t = tail === '' ? [] : tail.split(':')
+  const groups = a.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h
+  return groups.map((g) => g.replace(/^0+(?=.)/, '')).join(':')
+}
+
+/**
+ * Whether a deletion filter may match an entry. Unknown protocol names match
+ * conservatively (the filter then runs and the kernel decides).
+ */
+export function conntrackFilterMatches(d: ConntrackDeletion, e: ConntrackEntry): boolean {
+  if (d.family !== e.family) return false
+  if (d.zone !== undefined && d.zone !== e.zone) return false
+  if (d.source !== undefined && canonicalAddress(d.source) !== e.source) return false
+  if (d.destination !== undefined && canonicalAddress(d.destination) !== e.destination) return false
+  if (d.protocol !== undefined) {
+    const n = /^\d+$/.test(d.protocol) ? Number(d.protocol) : PROTOCOL_NUMBERS[d.protocol]
+    if (n !== undefined && n !== e.protocol) return false
+  }
+  return true
+}
