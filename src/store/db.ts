@@ -30,7 +30,8 @@ export interface WriteContext {
   /** Commit time, `YYYY-MM-DDTHH:MM:SSZ`. */
   readonly now: string
   log(change: ChangeInput): Promise<void>
-  nextStandardAttrId(): Promise<number>
+  /** Reserves `count` consecutive standard attribute ids; returns the first. */
+  nextStandardAttrId(count?: number): Promise<number>
 }
 
 export interface Store {
@@ -120,14 +121,14 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
               })
               .execute()
           },
-          async nextStandardAttrId() {
+          async nextStandardAttrId(count = 1) {
             const row = await tx
               .updateTable('sgwall_meta')
-              .set((eb) => ({ standard_attr_id: eb('standard_attr_id', '+', 1) }))
+              .set((eb) => ({ standard_attr_id: eb('standard_attr_id', '+', count) }))
               .where('id', '=', 1)
               .returning(['standard_attr_id'])
               .executeTakeFirstOrThrow()
-            return Number(row.standard_attr_id)
+            return Number(row.standard_attr_id) - count + 1
           },
         }
         const result = await fn(ctx)
