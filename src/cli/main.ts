@@ -8,7 +8,10 @@ import { register as registerRender } from './commands/render.js'
 import { register as registerStart } from './commands/start.js'
 
 const program = new Command()
-program.name('sgwall').description('OpenStack-style security groups: compile, apply, analyse, serve').showHelpAfterError()
+program
+  .name('sgwall')
+  .description('OpenStack-style security groups: compile, apply, analyse, serve')
+  .showHelpAfterError()
 program.exitOverride()
 
 registerRender(program)
