@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest'
 import { type RawScenario, scenarioArbitrary } from '../../test/support/scenario-arbitrary.js'
 import type { HostState, Scenario } from '../model/types.js'
 import { parseScenario } from '../model/validate.js'
+import { parseIptablesSave } from '../netfilter/parse-save.js'
 import { renderNormalized } from '../netfilter/render.js'
 import { compileScenario, HostCompiler } from './index.js'
 
@@ -136,6 +137,26 @@ describe('compiler properties', () => {
         }
       }),
       { numRuns: NUM_RUNS },
+    )
+  })
+
+  it('compiled rulesets survive parse(render(x)) unchanged', () => {
+    fc.assert(
+      fc.property(scenarioArbitrary, (raw) => {
+        const compiled = new HostCompiler(valid(raw).config).compile(valid(raw))
+        for (const rs of [compiled.ipv4, compiled.ipv6]) {
+          const text = renderNormalized(rs)
+          const { ruleset, issues } = parseIptablesSave(text)
+          expect(issues).toEqual([])
+          expect(renderNormalized(ruleset)).toBe(text)
+          for (const t of rs.tables)
+            for (const c of t.chains) {
+              const back = ruleset.tables.find((x) => x.name === t.name)?.chains.find((x) => x.name === c.name)
+              expect(back?.rules).toEqual(c.rules)
+            }
+        }
+      }),
+      { numRuns: 60 },
     )
   })
 
