@@ -7,6 +7,7 @@ import { AppError, exitCode } from '../errors.js'
 import { register as registerExplain } from './commands/explain.js'
 import { register as registerRender } from './commands/render.js'
 import { register as registerStart } from './commands/start.js'
+import { register as registerTrace } from './commands/trace.js'
 
 const program = new Command()
 program
@@ -17,6 +18,7 @@ program.exitOverride()
 
 registerRender(program)
 registerExplain(program)
+registerTrace(program)
 registerStart(program)
 
 try {
