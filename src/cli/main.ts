@@ -4,6 +4,10 @@
  */
 import { Command } from 'commander'
 import { AppError, exitCode } from '../errors.js'
+import { register as registerApply } from './commands/apply.js'
+import { register as registerCounters } from './commands/counters.js'
+import { register as registerDiff } from './commands/diff.js'
+import { register as registerLab } from './commands/lab.js'
 import { register as registerRender } from './commands/render.js'
 import { register as registerStart } from './commands/start.js'
 
@@ -15,6 +19,10 @@ program
 program.exitOverride()
 
 registerRender(program)
+registerApply(program)
+registerDiff(program)
+registerCounters(program)
+registerLab(program)
 registerStart(program)
 
 try {
