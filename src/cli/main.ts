@@ -7,6 +7,7 @@ import { AppError, exitCode } from '../errors.js'
 import { register as registerApply } from './commands/apply.js'
 import { register as registerCounters } from './commands/counters.js'
 import { register as registerDiff } from './commands/diff.js'
+import { register as registerExplain } from './commands/explain.js'
 import { register as registerLab } from './commands/lab.js'
 import { register as registerRender } from './commands/render.js'
 import { register as registerStart } from './commands/start.js'
@@ -19,6 +20,7 @@ program
 program.exitOverride()
 
 registerRender(program)
+registerExplain(program)
 registerApply(program)
 registerDiff(program)
 registerCounters(program)

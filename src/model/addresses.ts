@@ -39,9 +39,10 @@ function parseCidrUncached(text: string): Cidr | null {
   const addrPart = slash === -1 ? text : text.slice(0, slash)
   const prefixPart = slash === -1 ? null : text.slice(slash + 1)
   let addr: ipaddr.IPv4 | ipaddr.IPv6
-  if (ipaddr.IPv4.isValidFourPartDecimal(addrPart)) addr = ipaddr.IPv4.parse(addrPart)
-  else if (addrPart.includes(':') && ipaddr.IPv6.isValid(addrPart) && !addrPart.includes('%'))
+  if (addrPart.includes(':')) {
+    if (addrPart.includes('%') || !ipaddr.IPv6.isValid(addrPart)) return null
     addr = ipaddr.IPv6.parse(addrPart)
+  } else if (ipaddr.IPv4.isValidFourPartDecimal(addrPart)) addr = ipaddr.IPv4.parse(addrPart)
   else return null
   const version: IpVersion = addr.kind() === 'ipv6' ? 6 : 4
   const max = version === 4 ? 32 : 128

@@ -184,7 +184,7 @@ export class PacketLab {
     const save = await this.host.iptablesSave(family, { counters: true })
     for (const line of save.split('\n')) {
       const m = /^\[(\d+):\d+\] -A (\S+) (.*)$/.exec(line)
-      const hit = fragment.startsWith('=') ? m?.[3] === fragment.slice(1) : m?.[3]!.includes(fragment)
+      const hit = fragment.startsWith('=') ? m?.[3] === fragment.slice(1) : (m?.[3] ?? '').includes(fragment)
       if (m && m[2] === chain && hit) return Number(m[1])
     }
     throw new Error(`no rule in ${chain} containing ${fragment}`)

@@ -3,11 +3,10 @@
  * (one VM namespace per scenario port, hybrid plug, br-int OVS or Linux bridge),
  * with the scenario's firewall applied.
  */
-import { spawn } from 'node:child_process'
 import type { Command } from 'commander'
 import { applyDesired } from '../../agent/apply.js'
 import { AppError } from '../../errors.js'
-import { DEFAULT_LAB_ROOT, labDown, labExecArgv, labHost, labUp, loadLab } from '../../host/lab.js'
+import { DEFAULT_LAB_ROOT, labDown, labExec, labHost, labUp, loadLab } from '../../host/lab.js'
 import type { IptablesBackend } from '../../host/real-host.js'
 import { loadDesired } from '../host-options.js'
 
@@ -71,13 +70,7 @@ export function register(program: Command): void {
     .argument('<cmd...>', 'command and arguments (after --)')
     .option('--state-dir <dir>', 'where labs keep their records', DEFAULT_LAB_ROOT)
     .action(async (name: string, portId: string, cmd: string[], o: { stateDir: string }) => {
-      const argv = labExecArgv(await loadLab(name, o.stateDir), portId, cmd)
-      const code = await new Promise<number>((resolve, reject) => {
-        const child = spawn(argv[0]!, argv.slice(1), { stdio: 'inherit' })
-        child.on('error', reject)
-        child.on('close', (c) => resolve(c ?? 1))
-      })
-      process.exitCode = code
+      process.exitCode = await labExec(await loadLab(name, o.stateDir), portId, cmd)
     })
   lab
     .command('down')
