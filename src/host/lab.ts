@@ -6,6 +6,7 @@
  * lab's record lives in a state directory so `lab exec` and `lab down` find
  * everything it made, and nothing else.
  */
+import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -215,4 +216,14 @@ export function labExecArgv(rec: LabRecord, portId: string, cmd: readonly string
   if (p.netns === null) throw new AppError('InvalidInput', `port ${portId} was plugged without a VM`)
   if (cmd.length === 0) throw new AppError('InvalidInput', 'lab exec: no command given')
   return ['ip', 'netns', 'exec', p.netns, ...cmd]
+}
+
+/** Run a command inside a port's VM namespace with the caller's stdio; resolves with its exit code. */
+export function labExec(rec: LabRecord, portId: string, cmd: readonly string[]): Promise<number> {
+  const argv = labExecArgv(rec, portId, cmd)
+  return new Promise<number>((resolve, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: 'inherit' })
+    child.on('error', reject)
+    child.on('close', (c) => resolve(c ?? 1))
+  })
 }
