@@ -5,6 +5,7 @@
 import { Command } from 'commander'
 import { AppError, exitCode } from '../errors.js'
 import { register as registerRender } from './commands/render.js'
+import { register as registerServe } from './commands/serve.js'
 import { register as registerStart } from './commands/start.js'
 
 const program = new Command()
@@ -15,6 +16,7 @@ program
 program.exitOverride()
 
 registerRender(program)
+registerServe(program)
 registerStart(program)
 
 try {
