@@ -18,7 +18,7 @@ import type {
 } from '../model/types.js'
 import type { Store } from '../store/index.js'
 import type { Database } from '../store/schema.js'
-import type { Db } from './common.js'
+import { type Db, NO_IDS } from './common.js'
 import type { RequestContext } from './context.js'
 import { badRequest, nerr, policy } from './neutron-error.js'
 
@@ -78,7 +78,7 @@ export async function readChanges(store: Store, since: number, limit: number): P
 export async function hostScenario(db: Db, host: string, config: HostConfig): Promise<Scenario> {
   const ports = await db.selectFrom('ports').selectAll().where('binding_host_id', '=', host).orderBy('id').execute()
   const portIds = ports.map((p) => p.id)
-  const inIds = (ids: string[]) => (ids.length ? ids : ['\u0000'])
+  const inIds = (ids: string[]) => (ids.length ? ids : NO_IDS)
   const [ips, pairs, bindings] = await Promise.all([
     db.selectFrom('port_fixed_ips').selectAll().where('port_id', 'in', inIds(portIds)).orderBy('position').execute(),
     db
