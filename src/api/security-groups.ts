@@ -5,7 +5,7 @@
 import type { Store, WriteContext } from '../store/index.js'
 import type { SecurityGroupRuleTable, SecurityGroupTable } from '../store/schema.js'
 import { type AttrDef, type Body, processAttributes } from './body.js'
-import { b, checkIfMatch, checkQuota, type Db, i, loadTags, newId, sharedGroupIds } from './common.js'
+import { b, checkIfMatch, checkQuota, type Db, i, loadTags, NO_IDS, newId, sharedGroupIds } from './common.js'
 import type { RequestContext } from './context.js'
 import {
   convertBoolean,
@@ -177,7 +177,7 @@ export async function loadGroupRows(
   ids?: readonly string[],
 ): Promise<SecurityGroupTable[]> {
   let q = db.selectFrom('security_groups').selectAll()
-  if (ids) q = q.where('id', 'in', ids.length ? ids : ['\u0000'])
+  if (ids) q = q.where('id', 'in', ids.length ? ids : NO_IDS)
   if (!ctx.isAdmin)
     q = q.where((eb) =>
       eb.or([
@@ -262,7 +262,7 @@ export async function showGroup(db: Db, ctx: RequestContext, id: string): Promis
 /** Rules visible to ctx: own rules plus every rule in a group ctx owns (admin: all). */
 export async function listRuleRows(db: Db, ctx: RequestContext, groupIds: readonly string[] | null) {
   let q = db.selectFrom('security_group_rules').selectAll()
-  if (groupIds) q = q.where('security_group_id', 'in', groupIds.length ? groupIds : ['\u0000'])
+  if (groupIds) q = q.where('security_group_id', 'in', groupIds.length ? groupIds : NO_IDS)
   if (!ctx.isAdmin)
     q = q.where((eb) =>
       eb.or([

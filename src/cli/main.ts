@@ -10,6 +10,7 @@ import { register as registerDiff } from './commands/diff.js'
 import { register as registerExplain } from './commands/explain.js'
 import { register as registerLab } from './commands/lab.js'
 import { register as registerRender } from './commands/render.js'
+import { register as registerServe } from './commands/serve.js'
 import { register as registerStart } from './commands/start.js'
 import { register as registerTrace } from './commands/trace.js'
 
@@ -27,6 +28,7 @@ registerApply(program)
 registerDiff(program)
 registerCounters(program)
 registerLab(program)
+registerServe(program)
 registerStart(program)
 
 try {
