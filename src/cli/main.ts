@@ -4,8 +4,13 @@
  */
 import { Command } from 'commander'
 import { AppError, exitCode } from '../errors.js'
+import { register as registerApply } from './commands/apply.js'
+import { register as registerCounters } from './commands/counters.js'
+import { register as registerDiff } from './commands/diff.js'
 import { register as registerExplain } from './commands/explain.js'
+import { register as registerLab } from './commands/lab.js'
 import { register as registerRender } from './commands/render.js'
+import { register as registerServe } from './commands/serve.js'
 import { register as registerStart } from './commands/start.js'
 import { register as registerTrace } from './commands/trace.js'
 
@@ -19,6 +24,11 @@ program.exitOverride()
 registerRender(program)
 registerExplain(program)
 registerTrace(program)
+registerApply(program)
+registerDiff(program)
+registerCounters(program)
+registerLab(program)
+registerServe(program)
 registerStart(program)
 
 try {

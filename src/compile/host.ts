@@ -29,10 +29,12 @@ import {
   plainSgRule,
   SPOOF_DROP_RULE,
   spoofAllowRule,
+  V4_DHCP_BROADCAST_RULE,
   V4_DHCP_CLIENT_RULE,
   V4_DHCP_DISCOVER_RULE,
   V4_DHCP_SPOOF_RULE,
   V6_DHCP_CLIENT_RULE,
+  V6_DHCP_LINK_LOCAL_RULE,
   V6_DHCP_SPOOF_RULE,
   V6_ICMP_ALLOW_RULE,
   V6_RA_DROP_RULE,
@@ -89,8 +91,49 @@ export interface CompiledHost {
 export class CompileCache {
   /** Rendered rule of one group rule, per (rule, ipset on, remote prefix). */
   readonly sgRuleCache = new WeakMap<SecurityGroupRule, Map<string, Rule>>()
+  /** Small per-port rules (jumps, zone rules) and ipset contents, by a string key. */
+  readonly keyed = new Map<string, readonly unknown[]>()
+  /** ipset entries of one member list, sorted (keyed on the list's identity). */
+  readonly ipsetCache = new WeakMap<readonly string[], readonly string[]>()
+  readonly entries = new Map<string, PortEntry>()
+  /** The memory the last compile returned, and the pieces the fast path reuses. */
+  lastMemory: AgentMemory | null = null
+  lastChains: { memory: AgentMemory; common: readonly Chain[]; portChains: readonly PortChains[] } | null = null
+  readonly zoneKeys = new WeakMap<Port, string>()
+  readonly splits = new WeakMap<readonly Port[], PortSplit>()
+  /** Group rules of one port group list (ipset on: they do not depend on the port). */
+  readonly sgLists = new Map<string, { groups: readonly (SecurityGroup | undefined)[]; lists: Map<string, SgList> }>()
+  /** Rules that depend only on one port's own attributes. */
+  readonly portLocal = new WeakMap<Port, { IPv4: PortLocal; IPv6: PortLocal }>()
+  /** Remote groups referenced by one group's rules, per ethertype. */
+  readonly remoteRefs = new WeakMap<SecurityGroup, ReadonlyMap<Ethertype, ReadonlySet<string>>>()
   /** Port chains per port object + the identity of everything they depend on. */
   readonly portCache = new WeakMap<Port, { deps: readonly unknown[]; chains: PortChains }>()
+}
+
+/** Per-port rules that do not depend on groups, kept across compiles (keyed by port id). */
+interface PortEntry {
+  readonly networkId: string
+  readonly zoneRules: Array<{ zone: number; stateless: boolean; rules: readonly Rule[] }>
+  jumps: readonly Rule[] | null
+  accepts: readonly Rule[] | null
+}
+
+/** A port list split by kind; filtered ports sorted by id. */
+interface PortSplit {
+  readonly filtered: readonly Port[]
+  readonly trusted: readonly string[]
+  readonly unfiltered: readonly string[]
+}
+
+interface PortLocal {
+  readonly iChain: string
+  readonly oChain: string
+  /** Provider rules, first copy kept, and their texts. */
+  readonly provider: readonly Rule[]
+  readonly providerTexts: ReadonlySet<string>
+  readonly spoof: Chain | null
+  readonly jumpToSpoof: Rule | null
 }
 
 interface PortChains {
@@ -106,6 +149,40 @@ function portKind(p: Port): PortKind {
   return 'filtered'
 }
 
+function splitPorts(ports: readonly Port[], cache: CompileCache): PortSplit {
+  let hit = cache.splits.get(ports)
+  if (!hit) {
+    const filtered: Port[] = []
+    const trusted: string[] = []
+    const unfiltered: string[] = []
+    for (const p of ports) {
+      const k = portKind(p)
+      if (k === 'filtered') filtered.push(p)
+      else if (k === 'trusted') trusted.push(p.id)
+      else unfiltered.push(p.id)
+    }
+    filtered.sort(compareIds)
+    hit = { filtered, trusted, unfiltered }
+    cache.splits.set(ports, hit)
+  }
+  return hit
+}
+
+/** Group rules of one direction/ethertype, deduplicated (first copy kept), with their texts. */
+interface SgList {
+  readonly rules: readonly Rule[]
+  readonly texts: ReadonlySet<string>
+}
+
+function memo<T>(map: Map<string, readonly unknown[]>, key: string, make: () => readonly T[]): readonly T[] {
+  let hit = map.get(key) as readonly T[] | undefined
+  if (!hit) {
+    hit = make()
+    map.set(key, hit)
+  }
+  return hit
+}
+
 function compareIds(a: Port, b: Port): number {
   return a.id < b.id ? -1 : a.id > b.id ? 1 : 0
 }
@@ -114,17 +191,18 @@ function zoneKey(config: HostConfig, p: Port): string {
   return config.firewall_driver === 'iptables_hybrid' ? p.id.slice(3, 14) : p.network_id.slice(0, 11)
 }
 
-/** Neutron's _find_open_zone: one above the highest, else the first gap from 4097. */
-function findOpenZone(zones: Map<string, number>, live: ReadonlySet<string>): number {
-  const used = [...new Set(zones.values())].sort((a, b) => a - b)
-  if (used.length === 0) return ZONE_START
-  const last = used[used.length - 1] ?? ZONE_START
-  if (last < ZONE_MAX) return Math.max(last + 1, ZONE_START)
-  // Exhausted: Neutron frees the zones of removed devices, then looks for a gap.
+/**
+ * Neutron's _find_open_zone: one above the highest zone ever handed out; once 65535
+ * is reached, the zones of removed devices are freed and the first gap is used.
+ * `highest` is the running maximum (kept by the caller so allocation stays O(1)).
+ */
+function findOpenZone(zones: Map<string, number>, highest: number, live: ReadonlySet<string>): number {
+  if (zones.size === 0) return ZONE_START
+  if (highest < ZONE_MAX) return Math.max(highest + 1, ZONE_START)
   for (const [k] of zones) if (!live.has(k)) zones.delete(k)
-  const again = [...new Set(zones.values())].sort((a, b) => a - b)
-  for (let i = 0; i < again.length; i++) if ((again[i] ?? 0) - i !== ZONE_START) return i + ZONE_START
-  if (again.length + ZONE_START <= ZONE_MAX) return again.length + ZONE_START
+  const used = [...new Set(zones.values())].sort((a, b) => a - b)
+  for (let i = 0; i < used.length; i++) if ((used[i] ?? 0) - i !== ZONE_START) return i + ZONE_START
+  if (used.length + ZONE_START <= ZONE_MAX) return used.length + ZONE_START
   throw new Error('conntrack zones exhausted')
 }
 
@@ -175,10 +253,14 @@ function dedupKeepLast(rules: readonly Rule[]): Rule[] {
 }
 
 export class HostCompiler {
+  private readonly fallback: Rule
+
   constructor(
     readonly config: HostConfig,
     readonly cache: CompileCache = new CompileCache(),
-  ) {}
+  ) {
+    this.fallback = fallbackJump(this.chain('sg-fallback'))
+  }
 
   private get prefix(): string {
     return chainPrefix(this.config.firewall_driver)
@@ -245,17 +327,60 @@ export class HostCompiler {
     return out
   }
 
-  /** Provider rules + group rules, first copy kept (Neutron's seen_sg_rules), framed by state rules. */
-  private sgSection(provider: readonly Rule[], sg: readonly Rule[]): Rule[] {
-    const out: Rule[] = [ESTABLISHED_RULE]
-    const seen = new Set<string>()
-    for (const r of provider.concat(sg)) {
-      const k = renderRuleBody(r)
-      if (seen.has(k)) continue
-      seen.add(k)
-      out.push(r)
+  /**
+   * The group rules of a port for one direction and ethertype, first copy kept (Neutron's
+   * seen_sg_rules). With ipset they do not depend on the port, so ports with the same
+   * group list share one list.
+   */
+  private sgList(
+    p: Port,
+    direction: 'ingress' | 'egress',
+    ethertype: Ethertype,
+    groups: ReadonlyMap<string, SecurityGroup>,
+    state: HostState,
+  ): SgList {
+    const make = (): SgList => {
+      const rules: Rule[] = []
+      const texts = new Set<string>()
+      for (const r of this.groupRules(p, direction, ethertype, groups, state)) {
+        const k = renderRuleBody(r)
+        if (texts.has(k)) continue
+        texts.add(k)
+        rules.push(r)
+      }
+      return { rules, texts }
     }
-    out.push(INVALID_RULE, fallbackJump(this.chain('sg-fallback')))
+    if (!this.config.enable_ipset) return make()
+    const key = p.security_groups.join(' ')
+    const current = p.security_groups.map((g) => groups.get(g))
+    let entry = this.cache.sgLists.get(key)
+    if (!entry || entry.groups.length !== current.length || entry.groups.some((g, i) => g !== current[i])) {
+      entry = { groups: current, lists: new Map() }
+      this.cache.sgLists.set(key, entry)
+    }
+    const sub = direction + ethertype
+    let list = entry.lists.get(sub)
+    if (!list) {
+      list = make()
+      entry.lists.set(sub, list)
+    }
+    return list
+  }
+
+  /** RELATED,ESTABLISHED, provider rules + group rules (first copy kept), INVALID, fallback jump. */
+  private sgSection(local: PortLocal | null, sg: SgList): Rule[] {
+    const out: Rule[] = [ESTABLISHED_RULE]
+    if (local === null) {
+      for (const r of sg.rules) out.push(r)
+    } else {
+      for (const r of local.provider) out.push(r)
+      let clash = false
+      for (const k of local.providerTexts) if (sg.texts.has(k)) clash = true
+      if (clash) {
+        for (const r of sg.rules) if (!local.providerTexts.has(renderRuleBody(r))) out.push(r)
+      } else for (const r of sg.rules) out.push(r)
+    }
+    out.push(INVALID_RULE, this.fallback)
     return out
   }
 
@@ -294,6 +419,50 @@ export class HostCompiler {
     return rules
   }
 
+  /** Rules that depend only on the port itself (addresses, MAC): built once per port object. */
+  private portLocal(p: Port, ethertype: Ethertype): PortLocal {
+    let both = this.cache.portLocal.get(p)
+    if (!both) {
+      both = { IPv4: this.makePortLocal(p, 'IPv4'), IPv6: this.makePortLocal(p, 'IPv6') }
+      this.cache.portLocal.set(p, both)
+    }
+    return both[ethertype]
+  }
+
+  private makePortLocal(p: Port, ethertype: Ethertype): PortLocal {
+    const fixed = fixedIpsOf(p, ethertype)
+    const provider: Rule[] = []
+    if (ethertype === 'IPv6') {
+      if (fixed.length > 0) provider.push(V6_RA_IN_RULE)
+      for (const ip of fixed) provider.push(v6DhcpReplyRule(`${ip}/128`))
+      provider.push(V6_DHCP_LINK_LOCAL_RULE)
+    } else {
+      for (const ip of fixed) provider.push(v4DhcpReplyRule(`${ip}/32`))
+      provider.push(V4_DHCP_BROADCAST_RULE)
+    }
+    const entries = this.spoofEntries(p, ethertype)
+    const driver = this.config.firewall_driver
+    const sChain = portChainName(driver, 's', p.id)
+    const providerTexts = new Set<string>()
+    const uniqueProvider: Rule[] = []
+    for (const r of provider) {
+      const k = renderRuleBody(r)
+      if (providerTexts.has(k)) continue
+      providerTexts.add(k)
+      uniqueProvider.push(r)
+    }
+    const names = { iChain: portChainName(driver, 'i', p.id), oChain: portChainName(driver, 'o', p.id) }
+    return entries.length > 0
+      ? {
+          ...names,
+          provider: uniqueProvider,
+          providerTexts,
+          spoof: { name: sChain, policy: null, rules: dedupKeepLast(this.spoofRules(entries)) },
+          jumpToSpoof: jumpRule(sChain),
+        }
+      : { ...names, provider: uniqueProvider, providerTexts, spoof: null, jumpToSpoof: null }
+  }
+
   /** The i/o/s chains of one filtered port in one family. */
   private portChains(
     p: Port,
@@ -301,40 +470,29 @@ export class HostCompiler {
     groups: ReadonlyMap<string, SecurityGroup>,
     state: HostState,
   ): Chain[] {
-    const driver = this.config.firewall_driver
-    const iChain = portChainName(driver, 'i', p.id)
-    const oChain = portChainName(driver, 'o', p.id)
-    const sChain = portChainName(driver, 's', p.id)
-    const fixed = fixedIpsOf(p, ethertype)
+    const local = this.portLocal(p, ethertype)
     const chains: Chain[] = []
 
-    // Ingress.
-    const provider: Rule[] = []
+    const sgIn = this.sgList(p, 'ingress', ethertype, groups, state)
+    let ingress: Rule[] = this.sgSection(local, sgIn)
     if (ethertype === 'IPv6') {
-      if (fixed.length > 0) provider.push(V6_RA_IN_RULE)
-      for (const ip of fixed) provider.push(v6DhcpReplyRule(`${ip}/128`))
-      provider.push(v6DhcpReplyRule('fe80::/64'))
-    } else {
-      for (const ip of fixed) provider.push(v4DhcpReplyRule(`${ip}/32`))
-      provider.push(v4DhcpReplyRule('255.255.255.255/32'))
+      // IptablesManager keeps the last copy of a duplicate line: a group rule equal to a
+      // fixed ICMPv6 rule removes the fixed one (neutron-behaviour.md, surprise 2).
+      const fixed = INGRESS_ICMP6_RULES.filter((r) => !sgIn.texts.has(renderRuleBody(r)))
+      ingress = fixed.concat(ingress)
     }
-    const ingress: Rule[] = ethertype === 'IPv6' ? [...INGRESS_ICMP6_RULES] : []
-    ingress.push(...this.sgSection(provider, this.groupRules(p, 'ingress', ethertype, groups, state)))
-    chains.push({ name: iChain, policy: null, rules: dedupKeepLast(ingress) })
+    chains.push({ name: local.iChain, policy: null, rules: ingress })
 
-    // Egress and anti-spoofing.
-    const entries = this.spoofEntries(p, ethertype)
-    const egress: Rule[] = []
-    if (ethertype === 'IPv4') egress.push(V4_DHCP_DISCOVER_RULE)
-    else egress.push(...V6_UNSPEC_RULES)
-    if (entries.length > 0) {
-      egress.push(jumpRule(sChain))
-      chains.push({ name: sChain, policy: null, rules: dedupKeepLast(this.spoofRules(entries)) })
+    const egress: Rule[] = ethertype === 'IPv4' ? [V4_DHCP_DISCOVER_RULE] : [...V6_UNSPEC_RULES]
+    if (local.spoof && local.jumpToSpoof) {
+      egress.push(local.jumpToSpoof)
+      chains.push(local.spoof)
     }
     if (ethertype === 'IPv4') egress.push(V4_DHCP_CLIENT_RULE, V4_DHCP_SPOOF_RULE)
     else egress.push(V6_RA_DROP_RULE, V6_ICMP_ALLOW_RULE, V6_DHCP_CLIENT_RULE, V6_DHCP_SPOOF_RULE)
-    egress.push(...this.sgSection([], this.groupRules(p, 'egress', ethertype, groups, state)))
-    chains.push({ name: oChain, policy: null, rules: dedupKeepLast(egress) })
+    // Group rules carry no comment and never jump, so they cannot repeat a fixed egress rule.
+    for (const r of this.sgSection(null, this.sgList(p, 'egress', ethertype, groups, state))) egress.push(r)
+    chains.push({ name: local.oChain, policy: null, rules: egress })
     return chains
   }
 
@@ -362,7 +520,33 @@ export class HostCompiler {
     return chains
   }
 
-  private zoneRules(p: Port, zone: number, stateless: boolean): Rule[] {
+  private zoneKey(p: Port): string {
+    let k = this.cache.zoneKeys.get(p)
+    if (k === undefined) {
+      k = zoneKey(this.config, p)
+      this.cache.zoneKeys.set(p, k)
+    }
+    return k
+  }
+
+  private entry(p: Port): PortEntry {
+    let e = this.cache.entries.get(p.id)
+    if (!e || e.networkId !== p.network_id) {
+      e = { networkId: p.network_id, zoneRules: [], jumps: null, accepts: null }
+      this.cache.entries.set(p.id, e)
+    }
+    return e
+  }
+
+  private zoneRules(p: Port, zone: number, stateless: boolean): readonly Rule[] {
+    const e = this.entry(p)
+    for (const v of e.zoneRules) if (v.zone === zone && v.stateless === stateless) return v.rules
+    const rules = this.makeZoneRules(p, zone, stateless)
+    e.zoneRules.push({ zone, stateless, rules })
+    return rules
+  }
+
+  private makeZoneRules(p: Port, zone: number, stateless: boolean): Rule[] {
     const name = this.zoneCommentName(p)
     const text = stateless ? `Make ${name} stateless` : `Set zone for ${name}`
     const z = stateless ? null : zone
@@ -375,130 +559,252 @@ export class HostCompiler {
   }
 
   compile(state: HostState, memory: AgentMemory = EMPTY_MEMORY): CompiledHost {
+    const prev = memory.state
+    // Fast path: the same port list (by identity) as the previous compile, only groups
+    // changed. Everything that does not depend on a changed group is reused.
+    if (prev && prev.ports === state.ports && this.cache.lastMemory === memory) {
+      const quick = this.compileGroupChange(state, memory, prev)
+      if (quick) return quick
+    }
+    return this.finish(this.compileFull(state, memory))
+  }
+
+  private finish(c: CompiledHost): CompiledHost {
+    this.cache.lastMemory = c.memory
+    return c
+  }
+
+  /** Groups whose object changed between two states (added, removed or replaced), by id. */
+  private changedGroups(
+    prev: HostState,
+    state: HostState,
+  ): Map<string, [SecurityGroup | undefined, SecurityGroup | undefined]> {
+    const before = new Map(prev.security_groups.map((g) => [g.id, g]))
+    const out = new Map<string, [SecurityGroup | undefined, SecurityGroup | undefined]>()
+    for (const g of state.security_groups) {
+      const old = before.get(g.id)
+      if (old !== g) out.set(g.id, [old, g])
+      before.delete(g.id)
+    }
+    for (const [id, g] of before) out.set(id, [g, undefined])
+    return out
+  }
+
+  private compileGroupChange(state: HostState, memory: AgentMemory, prev: HostState): CompiledHost | null {
+    const config = this.config
+    // With ipset off, chains and statefulness also depend on members: take the full path.
+    if (!config.enable_ipset || prev.members !== state.members) return null
+    const changed = this.changedGroups(prev, state)
+    const statelessOf = (g: SecurityGroup | undefined): boolean => !!g && g.rules.length > 0 && !g.stateful
+    let refsChanged = false
+    for (const [old, now] of changed.values()) {
+      if (statelessOf(old) !== statelessOf(now)) return null
+      const a = old ? groupRemoteRefs(old, this.cache) : null
+      const b = now ? groupRemoteRefs(now, this.cache) : null
+      if (!sameRefs(a, b)) refsChanged = true
+    }
+    const last = this.cache.lastChains
+    if (!last || last.memory !== memory) return null
+    const groups = new Map(state.security_groups.map((g) => [g.id, g]))
+    const filtered = splitPorts(state.ports, this.cache).filtered
+    const portChains = filtered.map((p, i) => {
+      const affected = p.security_groups.some((gid) => changed.has(gid))
+      return affected ? this.cachedPortChains(p, groups, state) : (last.portChains[i] as PortChains)
+    })
+    const ipv4 = this.ruleset(4, last.common, portChains, memory.raw)
+    const ipv6 = this.ruleset(6, last.common, portChains, memory.raw)
+    const ipsets = refsChanged ? computeIpsets(filtered, groups, state, this.cache) : memory.ipsets
+    const conntrack = conntrackDeletions(
+      config,
+      prev,
+      memory,
+      state,
+      groups,
+      memory.zones,
+      filtered,
+      filtered,
+      this.cache,
+      {
+        portsSame: true,
+        membersSame: !refsChanged,
+      },
+    )
+    const result = this.result(ipv4, ipv6, ipsets, conntrack, { ...memory, state, ipsets })
+    this.cache.lastChains = { memory: result.memory, common: last.common, portChains }
+    return this.finish(result)
+  }
+
+  private result(
+    ipv4: Ruleset,
+    ipv6: Ruleset,
+    ipsets: ReadonlyMap<string, readonly string[]>,
+    conntrack: readonly string[],
+    memory: AgentMemory,
+  ): CompiledHost {
+    const ipsetRecord: Record<string, readonly string[]> = {}
+    for (const [k, v] of ipsets) ipsetRecord[k] = v
+    return { ipv4, ipv6, ipsets: ipsetRecord, conntrack, memory }
+  }
+
+  private compileFull(state: HostState, memory: AgentMemory): CompiledHost {
     const config = this.config
     const groups = new Map(state.security_groups.map((g) => [g.id, g]))
-    const filtered = state.ports.filter((p) => portKind(p) === 'filtered').sort(compareIds)
+    const split = splitPorts(state.ports, this.cache)
+    const filtered = split.filtered
     const prevState = memory.state
-    const prevFiltered = prevState ? prevState.ports.filter((p) => portKind(p) === 'filtered').sort(compareIds) : []
+    const prevFiltered = prevState ? splitPorts(prevState.ports, this.cache).filtered : []
 
     // Zones: walk the ports in sorted order, hand out the next zone to new keys.
-    const zones = new Map(memory.zones)
-    const live = new Set(state.ports.map((p) => zoneKey(config, p)))
+    let zones = memory.zones as Map<string, number>
+    let copied = false
+    let highest = 0
+    for (const z of zones.values()) if (z > highest) highest = z
+    let live: Set<string> | null = null
     for (const p of filtered) {
-      const k = zoneKey(config, p)
-      if (!zones.has(k)) zones.set(k, findOpenZone(zones, live))
+      const k = this.zoneKey(p)
+      if (zones.has(k)) continue
+      if (!copied) {
+        zones = new Map(zones)
+        copied = true
+      }
+      if (highest >= ZONE_MAX) live ??= new Set(state.ports.map((q) => zoneKey(config, q)))
+      const z = findOpenZone(zones, highest, live ?? new Set())
+      zones.set(k, z)
+      if (z > highest) highest = z
     }
 
     // Trusted and unfiltered ports keep the order in which they were first seen.
-    const orderOf = (kind: PortKind, prev: readonly string[]): string[] => {
-      const now = state.ports.filter((p) => portKind(p) === kind).map((p) => p.id)
+    const orderOf = (now: readonly string[], prev: readonly string[]): readonly string[] => {
+      if (prev.length === 0) return now
       const nowSet = new Set(now)
       const kept = prev.filter((id) => nowSet.has(id))
       const keptSet = new Set(kept)
       return kept.concat(now.filter((id) => !keptSet.has(id)))
     }
-    const trusted = orderOf('trusted', memory.trusted)
-    const unfiltered = orderOf('unfiltered', memory.unfiltered)
-    const byId = new Map(state.ports.map((p) => [p.id, p]))
+    const trusted = orderOf(split.trusted, memory.trusted)
+    const unfiltered = orderOf(split.unfiltered, memory.unfiltered)
 
     // Raw zone rules: Neutron removes each previous port's rules by regenerating their
     // text with the *current* statefulness, then appends the current ports' rules.
     // Rules whose text no longer matches stay behind (surprise 1 in neutron-behaviour.md).
-    const remove = new Set<string>()
+    const removeRules = new Set<Rule>()
     for (const p of prevFiltered) {
-      const z = zones.get(zoneKey(config, p))
+      const z = zones.get(this.zoneKey(p))
       if (z === undefined) continue
-      for (const r of this.zoneRules(p, z, isStateless(p, groups, state, config))) remove.add(renderRuleBody(r))
+      for (const r of this.zoneRules(p, z, isStateless(p, groups, state, config))) removeRules.add(r)
     }
-    const raw: Rule[] = memory.raw.filter((r) => !remove.has(renderRuleBody(r)))
+    // Rules from this compiler are the same objects; rules read back from elsewhere match by text.
+    let leftovers = memory.raw.filter((r) => !removeRules.has(r))
+    if (leftovers.length > 0) {
+      const removeTexts = new Set([...removeRules].map(renderRuleBody))
+      leftovers = leftovers.filter((r) => !removeTexts.has(renderRuleBody(r)))
+    }
+    const raw: Rule[] = [...leftovers]
     for (const p of filtered) {
-      const z = zones.get(zoneKey(config, p)) as number
-      raw.push(...this.zoneRules(p, z, isStateless(p, groups, state, config)))
+      const z = zones.get(this.zoneKey(p)) as number
+      for (const r of this.zoneRules(p, z, isStateless(p, groups, state, config))) raw.push(r)
     }
-    const rawRules = dedupKeepLast(raw)
+    // Fresh zone rules name one device each; only leftovers can repeat a line.
+    const rawRules = leftovers.length > 0 ? dedupKeepLast(raw) : raw
 
     const initialized = memory.initialized || state.ports.length > 0
     const portChains = filtered.map((p) => this.cachedPortChains(p, groups, state))
-    const ipv4 = initialized
-      ? this.ruleset(4, filtered, portChains, trusted, unfiltered, byId, rawRules)
-      : EMPTY_RULESET
-    const ipv6 = initialized
-      ? this.ruleset(6, filtered, portChains, trusted, unfiltered, byId, rawRules)
-      : EMPTY_RULESET
+    const common = initialized ? this.commonChains(filtered, trusted, unfiltered) : null
+    const ipv4 = common ? this.ruleset(4, common, portChains, rawRules) : EMPTY_RULESET
+    const ipv6 = common ? this.ruleset(6, common, portChains, rawRules) : EMPTY_RULESET
 
-    const ipsets = config.enable_ipset ? computeIpsets(filtered, groups, state) : new Map<string, string[]>()
+    const ipsets = config.enable_ipset
+      ? computeIpsets(filtered, groups, state, this.cache)
+      : new Map<string, readonly string[]>()
     const conntrack = prevState
-      ? conntrackDeletions(config, prevState, memory, state, groups, zones, filtered, prevFiltered)
+      ? conntrackDeletions(config, prevState, memory, state, groups, zones, filtered, prevFiltered, this.cache, {
+          portsSame: false,
+          membersSame: false,
+        })
       : []
-
-    const ipsetRecord: Record<string, readonly string[]> = {}
-    for (const [k, v] of ipsets) ipsetRecord[k] = v
-    return {
-      ipv4,
-      ipv6,
-      ipsets: ipsetRecord,
-      conntrack,
-      memory: { initialized, zones, trusted, unfiltered, raw: rawRules, state, ipsets },
-    }
+    const result = this.result(ipv4, ipv6, ipsets, conntrack, {
+      initialized,
+      zones,
+      trusted,
+      unfiltered,
+      raw: rawRules,
+      state,
+      ipsets,
+    })
+    this.cache.lastChains = common ? { memory: result.memory, common, portChains } : null
+    return result
   }
 
-  private ruleset(
-    family: 4 | 6,
-    filtered: readonly Port[],
-    portChains: readonly PortChains[],
-    trusted: readonly string[],
-    unfiltered: readonly string[],
-    byId: ReadonlyMap<string, Port>,
-    rawRules: readonly Rule[],
-  ): Ruleset {
+  /** The filter chains both families share (built-in jumps, per-port jumps, sg-chain, fallback). */
+  private commonChains(filtered: readonly Port[], trusted: readonly string[], unfiltered: readonly string[]): Chain[] {
     const c = (n: string): string => this.chain(n)
     const forward: Rule[] = []
     const input: Rule[] = []
     const sgChain: Rule[] = []
     const driver = this.config.firewall_driver
     for (const p of filtered) {
-      const dev = this.device(p)
-      forward.push(
-        physdevRule('out', dev, COMMENTS.VM_INT_SG, c('sg-chain')),
-        physdevRule('in', dev, COMMENTS.VM_INT_SG, c('sg-chain')),
-      )
-      sgChain.push(
-        physdevRule('out', dev, COMMENTS.SG_TO_VM_SG, portChainName(driver, 'i', p.id)),
-        physdevRule('in', dev, COMMENTS.SG_TO_VM_SG, portChainName(driver, 'o', p.id)),
-      )
-      input.push(physdevRule('in', dev, COMMENTS.INPUT_TO_SG, portChainName(driver, 'o', p.id)))
+      const e = this.entry(p)
+      e.jumps ??= ((): Rule[] => {
+        const dev = this.device(p)
+        return [
+          physdevRule('out', dev, COMMENTS.VM_INT_SG, c('sg-chain')),
+          physdevRule('in', dev, COMMENTS.VM_INT_SG, c('sg-chain')),
+          physdevRule('out', dev, COMMENTS.SG_TO_VM_SG, portChainName(driver, 'i', p.id)),
+          physdevRule('in', dev, COMMENTS.SG_TO_VM_SG, portChainName(driver, 'o', p.id)),
+          physdevRule('in', dev, COMMENTS.INPUT_TO_SG, portChainName(driver, 'o', p.id)),
+        ]
+      })()
+      const [f1, f2, s1, s2, i1] = e.jumps as [Rule, Rule, Rule, Rule, Rule]
+      forward.push(f1, f2)
+      sgChain.push(s1, s2)
+      input.push(i1)
     }
     for (const id of trusted) {
-      const dev = tapName(id)
-      forward.push(
-        physdevRule('out', dev, COMMENTS.TRUSTED_ACCEPT, 'ACCEPT'),
-        physdevRule('in', dev, COMMENTS.TRUSTED_ACCEPT, 'ACCEPT'),
-      )
+      const [t1, t2] = memo(this.cache.keyed, `t ${id}`, () => {
+        const dev = tapName(id)
+        return [
+          physdevRule('out', dev, COMMENTS.TRUSTED_ACCEPT, 'ACCEPT'),
+          physdevRule('in', dev, COMMENTS.TRUSTED_ACCEPT, 'ACCEPT'),
+        ]
+      }) as [Rule, Rule]
+      forward.push(t1, t2)
     }
     for (const id of unfiltered) {
-      const p = byId.get(id)
-      if (!p) continue
-      const dev = this.device(p)
-      forward.push(
-        physdevRule('out', dev, COMMENTS.PORT_SEC_ACCEPT, 'ACCEPT'),
-        physdevRule('in', dev, COMMENTS.PORT_SEC_ACCEPT, 'ACCEPT'),
-      )
-      input.push(physdevRule('in', dev, COMMENTS.PORT_SEC_ACCEPT, 'ACCEPT'))
+      const [u1, u2, u3] = memo(this.cache.keyed, `u ${id}`, () => {
+        const dev = tapName(id)
+        return [
+          physdevRule('out', dev, COMMENTS.PORT_SEC_ACCEPT, 'ACCEPT'),
+          physdevRule('in', dev, COMMENTS.PORT_SEC_ACCEPT, 'ACCEPT'),
+          physdevRule('in', dev, COMMENTS.PORT_SEC_ACCEPT, 'ACCEPT'),
+        ]
+      }) as [Rule, Rule, Rule]
+      forward.push(u1, u2)
+      input.push(u3)
     }
-    sgChain.push({ matches: [], target: { name: 'ACCEPT', goto: false, options: [] } })
-
-    const filterChains: Chain[] = [
+    sgChain.push(ACCEPT_RULE)
+    return [
       { name: 'INPUT', policy: 'ACCEPT', rules: [jumpRule(c('INPUT'))] },
       { name: 'FORWARD', policy: 'ACCEPT', rules: [jumpRule(FILTER_TOP_CHAIN), jumpRule(c('FORWARD'))] },
       { name: 'OUTPUT', policy: 'ACCEPT', rules: [jumpRule(FILTER_TOP_CHAIN), jumpRule(c('OUTPUT'))] },
       { name: FILTER_TOP_CHAIN, policy: null, rules: [jumpRule(c('local'))] },
-      { name: c('FORWARD'), policy: null, rules: dedupKeepLast(forward) },
-      { name: c('INPUT'), policy: null, rules: dedupKeepLast(input) },
+      // One device per port, so these lines are unique (no duplicate weeding needed).
+      { name: c('FORWARD'), policy: null, rules: forward },
+      { name: c('INPUT'), policy: null, rules: input },
       { name: c('OUTPUT'), policy: null, rules: [] },
       { name: c('local'), policy: null, rules: [] },
       { name: c('sg-chain'), policy: null, rules: sgChain },
       { name: c('sg-fallback'), policy: null, rules: [FALLBACK_DROP_RULE] },
     ]
+  }
+
+  private ruleset(
+    family: 4 | 6,
+    common: readonly Chain[],
+    portChains: readonly PortChains[],
+    rawRules: readonly Rule[],
+  ): Ruleset {
+    const c = (n: string): string => this.chain(n)
+    const filterChains: Chain[] = [...common]
     for (const pc of portChains) filterChains.push(...(family === 4 ? pc.v4 : pc.v6))
     const filter: Table = { name: 'filter', chains: filterChains }
     const raw: Table = {
@@ -515,18 +821,55 @@ export class HostCompiler {
 }
 
 const EMPTY_RULESET: Ruleset = { tables: [] }
+const ACCEPT_RULE: Rule = { matches: [], target: { name: 'ACCEPT', goto: false, options: [] } }
 
-/** The remote groups (per ethertype) that a port's rules reference. */
-function remoteGroupsOf(p: Port, groups: ReadonlyMap<string, SecurityGroup>): Map<Ethertype, Set<string>> {
+/** The remote groups (per ethertype) that one group's rules reference (memoized per group object). */
+function sameRefs(
+  a: ReadonlyMap<Ethertype, ReadonlySet<string>> | null,
+  b: ReadonlyMap<Ethertype, ReadonlySet<string>> | null,
+): boolean {
+  for (const eth of ETHERTYPES) {
+    const x = a?.get(eth) ?? new Set<string>()
+    const y = b?.get(eth) ?? new Set<string>()
+    if (x.size !== y.size) return false
+    for (const v of x) if (!y.has(v)) return false
+  }
+  return true
+}
+
+function groupRemoteRefs(g: SecurityGroup, cache: CompileCache): ReadonlyMap<Ethertype, ReadonlySet<string>> {
+  let hit = cache.remoteRefs.get(g)
+  if (!hit) {
+    const m = new Map<Ethertype, Set<string>>([
+      ['IPv4', new Set()],
+      ['IPv6', new Set()],
+    ])
+    for (const r of g.rules) if (r.remote_group_id !== null) m.get(r.ethertype)?.add(r.remote_group_id)
+    hit = m
+    cache.remoteRefs.set(g, hit)
+  }
+  return hit
+}
+
+/** The remote groups (per ethertype) that any of these ports' rules reference. */
+function remoteRefsOfPorts(
+  ports: readonly Port[],
+  groups: ReadonlyMap<string, SecurityGroup>,
+  cache: CompileCache,
+): Map<Ethertype, Set<string>> {
   const out = new Map<Ethertype, Set<string>>([
     ['IPv4', new Set()],
     ['IPv6', new Set()],
   ])
-  for (const gid of p.security_groups) {
-    const g = groups.get(gid)
-    if (!g) continue
-    for (const r of g.rules) if (r.remote_group_id !== null) out.get(r.ethertype)?.add(r.remote_group_id)
-  }
+  const done = new Set<string>()
+  for (const p of ports)
+    for (const gid of p.security_groups) {
+      if (done.has(gid)) continue
+      done.add(gid)
+      const g = groups.get(gid)
+      if (!g) continue
+      for (const [eth, set] of groupRemoteRefs(g, cache)) for (const r of set) out.get(eth)?.add(r)
+    }
   return out
 }
 
@@ -539,15 +882,24 @@ function ipsetEntries(member: string): string[] {
   return [c.prefix === max ? c.network : `${c.network}/${c.prefix}`]
 }
 
-function compareIpsetEntries(a: string, b: string): number {
-  const x = parseCidr(a)
-  const y = parseCidr(b)
-  if (!x || !y) return a < b ? -1 : 1
-  if (x.version !== y.version) return x.version - y.version
-  const bx = x.network.includes(':') ? expand6(x.network) : expand4(x.network)
-  const by = y.network.includes(':') ? expand6(y.network) : expand4(y.network)
-  if (bx !== by) return bx < by ? -1 : 1
-  return x.prefix - y.prefix
+const sortKeys = new Map<string, string>()
+
+/** Sort key of an ipset entry: family, address (fixed width), prefix length (memoized). */
+function ipsetSortKey(entry: string): string {
+  let k = sortKeys.get(entry)
+  if (k === undefined) {
+    k = makeIpsetSortKey(entry)
+    if (sortKeys.size > 200_000) sortKeys.clear()
+    sortKeys.set(entry, k)
+  }
+  return k
+}
+
+function makeIpsetSortKey(entry: string): string {
+  const c = parseCidr(entry)
+  if (!c) return `9 ${entry}`
+  const addr = c.version === 4 ? expand4(c.network) : expand6(c.network)
+  return `${c.version} ${addr} ${String(c.prefix).padStart(3, '0')}`
 }
 
 function expand4(a: string): string {
@@ -569,18 +921,27 @@ function computeIpsets(
   filtered: readonly Port[],
   groups: ReadonlyMap<string, SecurityGroup>,
   state: HostState,
-): Map<string, string[]> {
+  cache: CompileCache,
+): Map<string, readonly string[]> {
   const referenced = new Map<string, [Ethertype, string]>()
-  for (const p of filtered)
-    for (const [eth, set] of remoteGroupsOf(p, groups))
-      for (const gid of set) referenced.set(ipsetName(eth, gid), [eth, gid])
+  for (const [eth, set] of remoteRefsOfPorts(filtered, groups, cache))
+    for (const gid of set) referenced.set(ipsetName(eth, gid), [eth, gid])
   const names = [...referenced.keys()].sort()
-  const out = new Map<string, string[]>()
+  const out = new Map<string, readonly string[]>()
   for (const name of names) {
     const [eth, gid] = referenced.get(name) as [Ethertype, string]
-    const entries = new Set<string>()
-    for (const m of membersOf(state, gid, eth)) for (const e of ipsetEntries(m)) entries.add(e)
-    out.set(name, [...entries].sort(compareIpsetEntries))
+    const list = membersOf(state, gid, eth)
+    let sorted = cache.ipsetCache.get(list)
+    if (!sorted) {
+      const entries = new Set<string>()
+      for (const m of list) for (const e of ipsetEntries(m)) entries.add(e)
+      sorted = [...entries]
+        .map((e) => [ipsetSortKey(e), e] as const)
+        .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+        .map(([, e]) => e)
+      cache.ipsetCache.set(list, sorted)
+    }
+    out.set(name, sorted)
   }
   return out
 }
@@ -595,6 +956,8 @@ function conntrackDeletions(
   zones: ReadonlyMap<string, number>,
   filtered: readonly Port[],
   prevFiltered: readonly Port[],
+  cache: CompileCache,
+  known: { portsSame: boolean; membersSame: boolean },
 ): string[] {
   const cmds = new Set<string>()
   const prevGroups = new Map(prev.security_groups.map((g) => [g.id, g]))
@@ -620,10 +983,12 @@ function conntrackDeletions(
   }
 
   // 1. Rules deleted from a group: the group's ports, by protocol/family/direction.
-  const prevUsed = new Set(prevFiltered.flatMap((p) => p.security_groups))
+  let prevUsed: Set<string> | null = null
   for (const g of state.security_groups) {
     const old = prevGroups.get(g.id)
-    if (!old || old === g || !prevUsed.has(g.id)) continue
+    if (!old || old === g) continue
+    prevUsed ??= new Set(prevFiltered.flatMap((p) => p.security_groups))
+    if (!prevUsed.has(g.id)) continue
     const now = new Set(g.rules.map(ruleKey))
     const deleted = old.rules.filter((r) => !now.has(ruleKey(r)))
     if (deleted.length === 0) continue
@@ -631,6 +996,52 @@ function conntrackDeletions(
     for (const r of deleted) emit(devices, r.ethertype, r.direction, r.protocol, null)
   }
 
+  if (!known.portsSame) portDeletions(prevFiltered, filtered, state, emit)
+  if (known.portsSame && known.membersSame) return [...cmds].sort()
+  memberDeletions()
+  return [...cmds].sort()
+
+  function memberDeletions(): void {
+    // 4. Members that left a remote group: entries between each referencing port and the member.
+    const prevRefs = remoteRefsOfPorts(prevFiltered, prevGroups, cache)
+    const nowRefs = remoteRefsOfPorts(filtered, groups, cache)
+    for (const eth of ETHERTYPES) {
+      for (const gid of prevRefs.get(eth) ?? []) {
+        if (!nowRefs.get(eth)?.has(gid)) continue
+        if (prev.members[gid]?.[eth] === state.members[gid]?.[eth]) continue
+        let left: string[]
+        if (config.enable_ipset) {
+          const name = ipsetName(eth, gid)
+          const before = memory.ipsets.get(name) ?? []
+          const after = new Set(membersOf(state, gid, eth).flatMap(ipsetEntries))
+          left = before.filter((e) => !after.has(e)).map((e) => e.split('/')[0] as string)
+        } else {
+          const after = new Set(membersOf(state, gid, eth))
+          left = membersOf(prev, gid, eth).filter((m) => !after.has(m))
+        }
+        if (left.length === 0) continue
+        const devices = prevFiltered.filter((p) =>
+          p.security_groups.some((sg) => prevGroups.get(sg)?.rules.some((r) => r.remote_group_id === gid)),
+        )
+        for (const m of left) {
+          emit(devices, eth, 'ingress', null, m)
+          emit(devices, eth, 'egress', null, m)
+        }
+      }
+    }
+  }
+}
+
+type Emit = (
+  devices: readonly Port[],
+  ethertype: Ethertype,
+  direction: 'ingress' | 'egress',
+  protocol: string | null,
+  remote: string | null,
+) => void
+
+/** Deletions for ports that left a group (2) or left the host (3). */
+function portDeletions(prevFiltered: readonly Port[], filtered: readonly Port[], state: HostState, emit: Emit): void {
   // 2. A port that left one of its groups: all its entries, both families.
   const prevById = new Map(prevFiltered.map((p) => [p.id, p]))
   for (const p of filtered) {
@@ -647,44 +1058,6 @@ function conntrackDeletions(
     if (nowIds.has(p.id) || nowAll.has(p.id)) continue
     for (const eth of ETHERTYPES) for (const dir of ['ingress', 'egress'] as const) emit([p], eth, dir, null, null)
   }
-
-  // 4. Members that left a remote group: entries between each referencing port and the member.
-  const prevRefs = new Map<Ethertype, Set<string>>([
-    ['IPv4', new Set()],
-    ['IPv6', new Set()],
-  ])
-  for (const p of prevFiltered)
-    for (const [eth, set] of remoteGroupsOf(p, prevGroups)) for (const g of set) prevRefs.get(eth)?.add(g)
-  const nowRefs = new Map<Ethertype, Set<string>>([
-    ['IPv4', new Set()],
-    ['IPv6', new Set()],
-  ])
-  for (const p of filtered)
-    for (const [eth, set] of remoteGroupsOf(p, groups)) for (const g of set) nowRefs.get(eth)?.add(g)
-  for (const eth of ETHERTYPES) {
-    for (const gid of prevRefs.get(eth) ?? []) {
-      if (!nowRefs.get(eth)?.has(gid)) continue
-      let left: string[]
-      if (config.enable_ipset) {
-        const name = ipsetName(eth, gid)
-        const before = memory.ipsets.get(name) ?? []
-        const after = new Set(membersOf(state, gid, eth).flatMap(ipsetEntries))
-        left = before.filter((e) => !after.has(e)).map((e) => e.split('/')[0] as string)
-      } else {
-        const after = new Set(membersOf(state, gid, eth))
-        left = membersOf(prev, gid, eth).filter((m) => !after.has(m))
-      }
-      if (left.length === 0) continue
-      const devices = prevFiltered.filter((p) =>
-        p.security_groups.some((sg) => prevGroups.get(sg)?.rules.some((r) => r.remote_group_id === gid)),
-      )
-      for (const m of left) {
-        emit(devices, eth, 'ingress', null, m)
-        emit(devices, eth, 'egress', null, m)
-      }
-    }
-  }
-  return [...cmds].sort()
 }
 
 function ruleKey(r: SecurityGroupRule): string {

@@ -129,6 +129,8 @@ export function v4DhcpReplyRule(dest: string): Rule {
 export function v6DhcpReplyRule(dest: string): Rule {
   return returnRule([core({ d: dest, p: 'udp' }), udpPorts(547, 546)])
 }
+export const V4_DHCP_BROADCAST_RULE: Rule = v4DhcpReplyRule('255.255.255.255/32')
+export const V6_DHCP_LINK_LOCAL_RULE: Rule = v6DhcpReplyRule('fe80::/64')
 
 export function spoofAllowRule(cidr: string | null, mac: string): Rule {
   const matches: Match[] = []

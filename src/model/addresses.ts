@@ -39,9 +39,10 @@ function parseCidrUncached(text: string): Cidr | null {
   const addrPart = slash === -1 ? text : text.slice(0, slash)
   const prefixPart = slash === -1 ? null : text.slice(slash + 1)
   let addr: ipaddr.IPv4 | ipaddr.IPv6
-  if (ipaddr.IPv4.isValidFourPartDecimal(addrPart)) addr = ipaddr.IPv4.parse(addrPart)
-  else if (addrPart.includes(':') && ipaddr.IPv6.isValid(addrPart) && !addrPart.includes('%'))
+  if (addrPart.includes(':')) {
+    if (addrPart.includes('%') || !ipaddr.IPv6.isValid(addrPart)) return null
     addr = ipaddr.IPv6.parse(addrPart)
+  } else if (ipaddr.IPv4.isValidFourPartDecimal(addrPart)) addr = ipaddr.IPv4.parse(addrPart)
   else return null
   const version: IpVersion = addr.kind() === 'ipv6' ? 6 : 4
   const max = version === 4 ? 32 : 128
@@ -77,8 +78,20 @@ export function isMac(text: unknown): text is string {
   return typeof text === 'string' && MAC_RE.test(text)
 }
 
-/** The EUI-64 link-local address (fe80::/64) of a MAC, RFC 5952 spelling. */
+const eui64Cache = new Map<string, string>()
+
+/** The EUI-64 link-local address (fe80::/64) of a MAC, RFC 5952 spelling (memoized). */
 export function eui64LinkLocal(mac: string): string {
+  let hit = eui64Cache.get(mac)
+  if (hit === undefined) {
+    hit = makeEui64LinkLocal(mac)
+    if (eui64Cache.size > 100_000) eui64Cache.clear()
+    eui64Cache.set(mac, hit)
+  }
+  return hit
+}
+
+function makeEui64LinkLocal(mac: string): string {
   const b = mac.split(':').map((h) => Number.parseInt(h, 16))
   const bytes = [
     0xfe,

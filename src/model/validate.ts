@@ -5,7 +5,7 @@
  * dropped, bare remote prefixes given a mask) or null when anything is wrong.
  */
 import { isMac, parseCidr } from './addresses.js'
-import { canonicalProtocol, isIcmp, takesPorts } from './protocols.js'
+import { API_PROTOCOL_NUMBERS, canonicalProtocol, isIcmp, takesPorts } from './protocols.js'
 import type {
   AllowedAddressPair,
   Direction,
@@ -113,6 +113,11 @@ function parseRule(v: Json, path: string, c: Collector): SecurityGroupRule | nul
   }
   let min = optionalInt(v.port_range_min, `${path}.port_range_min`, c)
   let max = optionalInt(v.port_range_max, `${path}.port_range_max`, c)
+  // API canonicalization comes first: the full range means "any port", whatever the protocol.
+  if (min === 1 && max === 65535) {
+    min = null
+    max = null
+  }
   if (min !== undefined && max !== undefined && ethertype && c.issues.length === before) {
     if (isIcmp(protocol)) {
       if (min !== null && (min < 0 || min > 255)) c.add(`${path}.port_range_min`, `ICMP type must be 0-255, got ${min}`)
@@ -126,11 +131,6 @@ function parseRule(v: Json, path: string, c: Collector): SecurityGroupRule | nul
         if (min < 1 || min > 65535) c.add(`${path}.port_range_min`, `port must be 1-65535, got ${min}`)
         if (max < 1 || max > 65535) c.add(`${path}.port_range_max`, `port must be 1-65535, got ${max}`)
         if (min > max) c.add(`${path}.port_range_min`, `port_range_min ${min} is greater than port_range_max ${max}`)
-        // API canonicalization: the full range means "any port".
-        if (min === 1 && max === 65535) {
-          min = null
-          max = null
-        }
       }
     } else if (min !== null || max !== null) {
       c.add(
@@ -170,17 +170,21 @@ function parseRule(v: Json, path: string, c: Collector): SecurityGroupRule | nul
   }
 }
 
-/** The fields the API compares to find duplicate rules. */
+/**
+ * The fields the API compares to find duplicate rules (neutron-api.md 6.6): protocol as
+ * its number when it has a name (`tcp` = `6`), remote prefix null = any /0, otherwise the
+ * exact string.
+ */
 function ruleIdentity(r: SecurityGroupRule): string {
-  const prefix = r.remote_ip_prefix === null ? null : parseCidr(r.remote_ip_prefix)
-  const net = prefix ? `${prefix.network}/${prefix.prefix}` : null
+  const proto = r.protocol === null ? null : String(API_PROTOCOL_NUMBERS[r.protocol] ?? r.protocol)
+  const prefix = r.remote_ip_prefix === null || r.remote_ip_prefix.endsWith('/0') ? null : r.remote_ip_prefix
   return JSON.stringify([
     r.direction,
     r.ethertype,
-    r.protocol,
+    proto,
     r.port_range_min,
     r.port_range_max,
-    net,
+    prefix,
     r.remote_group_id,
   ])
 }

@@ -1,0 +1,509 @@
+/**
+ * The Neutron v2.0-compatible API server: `build()` returns a Fastify instance (tests use
+ * `app.inject()`, `sgwall serve` listens). One error handler emits NeutronError bodies;
+ * unknown errors become the generic 500 and go to the log.
+ */
+import { randomUUID } from 'node:crypto'
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import type { Store } from '../store/index.js'
+import { type Body, parseEnvelope, processAttributes } from './body.js'
+import { checkIfMatch, loadTags, QUOTA_DEFAULTS, type TagResource } from './common.js'
+import type { RequestContext } from './context.js'
+import { validateString } from './convert.js'
+import { extensions } from './extensions.js'
+import { applyList, type CollectionSpec, parseListOptions, type Query, selectFields, type Wire } from './listing.js'
+import { type Metrics, newMetrics } from './metrics.js'
+import {
+  createNetworks,
+  createSubnets,
+  deleteNetwork,
+  deleteSubnet,
+  NETWORK_LIST,
+  networkRows,
+  networksWire,
+  SUBNET_LIST,
+  showNetwork,
+  showSubnet,
+  subnetRows,
+  subnetsWire,
+  updateNetwork,
+  updateSubnet,
+} from './networks.js'
+import { badRequest, NeutronError, nerr, policy } from './neutron-error.js'
+import { createPorts, deletePort, PORT_LIST, portDetails, portRows, portWire, showPort, updatePort } from './ports.js'
+import {
+  createRbac,
+  deleteQuota,
+  deleteRbac,
+  getQuota,
+  listQuotas,
+  quotaDetails,
+  RBAC_LIST,
+  rbacRows,
+  rbacWire,
+  showRbac,
+  updateQuota,
+  updateRbac,
+} from './quotas.js'
+import {
+  createGroups,
+  createRules,
+  deleteGroup,
+  deleteRule,
+  ensureDefaultGroup,
+  GROUP_LIST,
+  groupsWire,
+  listRuleRows,
+  loadGroupRows,
+  RULE_ATTRS,
+  RULE_LIST,
+  ruleWire,
+  showGroup,
+  showRule,
+  updateGroup,
+} from './security-groups.js'
+
+/** Decides who is calling; null → 401. */
+export interface Authenticator {
+  authenticate(req: FastifyRequest): Promise<RequestContext | null>
+  /** Value of WWW-Authenticate on 401. */
+  readonly realm: string
+  /** Extra routes (built-in identity). */
+  register?(app: FastifyInstance): void
+}
+
+export interface BuildOptions {
+  readonly store: Store
+  readonly auth: Authenticator
+  /** pino logger options or false (tests). */
+  readonly logger?: boolean | object
+  readonly metrics?: Metrics
+  /** Extra routes, e.g. the agent feed. */
+  readonly plugins?: readonly ((app: FastifyInstance, ctxOf: (req: FastifyRequest) => RequestContext) => void)[]
+}
+
+/** noauth (Neutron `auth_strategy = noauth`): admin of `fake_project_id`, unless X-Project-Id / X-Roles say otherwise. */
+export function noAuth(defaultProject = 'fake_project_id'): Authenticator {
+  return {
+    realm: 'noauth',
+    async authenticate(req) {
+      const h = req.headers
+      const project =
+        (h['x-project-id'] as string | undefined) ?? (h['x-tenant-id'] as string | undefined) ?? defaultProject
+      const rolesHeader = h['x-roles'] as string | undefined
+      const roles = rolesHeader ? rolesHeader.split(',').map((r) => r.trim().toLowerCase()) : ['admin']
+      return {
+        projectId: project,
+        userId: (h['x-user-id'] as string | undefined) ?? 'noauth',
+        isAdmin: roles.includes('admin'),
+        roles,
+      }
+    },
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    sgwallCtx?: RequestContext
+  }
+}
+
+const NOT_FOUND = { type: 'HTTPNotFound', message: 'The resource could not be found.' } as const
+
+export async function build(opts: BuildOptions): Promise<FastifyInstance> {
+  const { store, auth } = opts
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    bodyLimit: 4 * 1024 * 1024,
+    genReqId: () => `req-${randomUUID()}`,
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1000 },
+  })
+  const metrics = opts.metrics ?? newMetrics()
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body))
+
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('X-Openstack-Request-Id', req.id)
+    const path = req.url.split('?')[0] ?? ''
+    if (path === '/' || path === '/metrics' || path.startsWith('/identity')) return
+    const ctx = await auth.authenticate(req)
+    if (!ctx) {
+      reply
+        .code(401)
+        .header('WWW-Authenticate', `Keystone uri="${auth.realm}"`)
+        .send({
+          error: { code: 401, title: 'Unauthorized', message: 'The request you have made requires authentication.' },
+        })
+      return reply
+    }
+    req.sgwallCtx = ctx
+    return undefined
+  })
+  app.addHook('onResponse', async (req, reply) => {
+    metrics.observeRequest(req.method, req.routeOptions.url ?? 'unknown', reply.statusCode, reply.elapsedTime / 1000)
+  })
+
+  app.setErrorHandler((err, req, reply) => {
+    if (err instanceof NeutronError) return reply.code(err.status).send(err.toBody())
+    const e = err as { statusCode?: number; code?: string; message?: string }
+    if (e.statusCode === 413)
+      return reply
+        .code(413)
+        .send({ NeutronError: { type: 'HTTPRequestEntityTooLarge', message: 'Request entity too large.', detail: '' } })
+    if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500)
+      return reply
+        .code(400)
+        .send({ NeutronError: { type: 'HTTPBadRequest', message: e.message ?? 'Bad request', detail: '' } })
+    req.log.error({ err }, 'internal error')
+    return reply.code(500).send({
+      NeutronError: {
+        type: 'HTTPInternalServerError',
+        message: 'Request Failed: internal server error while processing your request.',
+        detail: '',
+      },
+    })
+  })
+  app.setNotFoundHandler((_req, reply) => reply.code(404).send({ NeutronError: { ...NOT_FOUND, detail: '' } }))
+
+  const ctxOf = (req: FastifyRequest): RequestContext => {
+    if (!req.sgwallCtx) throw nerr('HTTPForbidden', 'No request context')
+    return req.sgwallCtx
+  }
+  const baseUrl = (req: FastifyRequest) => {
+    const proto = (req.headers['x-forwarded-proto'] as string | undefined) ?? req.protocol
+    return `${proto}://${req.headers.host ?? 'localhost'}`
+  }
+  const ifMatch = (req: FastifyRequest) => req.headers['if-match']
+  const q = (req: FastifyRequest) => req.query as Query
+  const fieldsOf = (req: FastifyRequest): string[] | null => {
+    const f = q(req).fields
+    return f === undefined ? null : Array.isArray(f) ? f : [f]
+  }
+
+  app.get('/', async (req) => ({
+    versions: [{ id: 'v2.0', status: 'CURRENT', links: [{ rel: 'self', href: `${baseUrl(req)}/v2.0/` }] }],
+  }))
+  app.get('/v2.0/', async (req) => ({
+    resources: ['network', 'subnet', 'port', 'security_group', 'security_group_rule'].map((name) => {
+      const collection = `${name.replaceAll('_', '-')}s`
+      return { name, collection, links: [{ rel: 'self', href: `${baseUrl(req)}/v2.0/${collection}` }] }
+    }),
+  }))
+  app.get('/v2.0/extensions', async () => ({ extensions }))
+  app.get<{ Params: { alias: string } }>('/v2.0/extensions/:alias', async (req) => {
+    const ext = extensions.find((e) => e.alias === req.params.alias)
+    if (!ext) throw nerr('ExtensionNotFound', `Extension with alias ${req.params.alias} does not exist`)
+    return { extension: ext }
+  })
+  app.get('/metrics', async (_req, reply) => {
+    reply.header('Content-Type', metrics.contentType)
+    return metrics.render()
+  })
+
+  // -------------------------------------------------------------- generic collection wiring
+  interface Collection {
+    readonly path: string
+    readonly resource: string
+    readonly spec: CollectionSpec
+    list(req: FastifyRequest, ctx: RequestContext): Promise<Wire[]>
+    show(ctx: RequestContext, id: string): Promise<Wire>
+    create(ctx: RequestContext, items: Body[], bulk: boolean): Promise<Wire[]>
+    update?(ctx: RequestContext, id: string, item: Body, ifMatch: string | string[] | undefined): Promise<Wire>
+    remove(ctx: RequestContext, id: string, ifMatch: string | string[] | undefined): Promise<void>
+    collectionNotFound(): NeutronError
+  }
+
+  const wire = (c: Collection) => {
+    const coll = c.spec.collection
+    app.get(`/v2.0/${c.path}`, async (req) => {
+      const ctx = ctxOf(req)
+      const opts = parseListOptions(q(req), c.spec)
+      const objects = await c.list(req, ctx)
+      const out = applyList(objects, opts, `${baseUrl(req)}/v2.0/${c.path}`, q(req))
+      const body: Record<string, unknown> = { [coll]: out.items }
+      if (out.links) body[`${coll}_links`] = out.links
+      return body
+    })
+    app.post(`/v2.0/${c.path}`, async (req, reply) => {
+      const ctx = ctxOf(req)
+      const { items, bulk } = parseEnvelope(req.body, c.resource, coll, true)
+      const created = await c.create(ctx, items, bulk)
+      reply.code(201)
+      return bulk ? { [coll]: created } : { [c.resource]: created[0] }
+    })
+    app.get<{ Params: { id: string } }>(`/v2.0/${c.path}/:id`, async (req) => {
+      const obj = await c.show(ctxOf(req), req.params.id)
+      return { [c.resource]: selectFields(obj, fieldsOf(req)) }
+    })
+    app.put<{ Params: { id: string } }>(`/v2.0/${c.path}/:id`, async (req) => {
+      const ctx = ctxOf(req)
+      const { items } = parseEnvelope(req.body, c.resource, coll, false)
+      if (!c.update) {
+        processAttributes(items[0]!, RULE_ATTRS, 'put', ctx)
+        throw badRequest('Security group rules are immutable and cannot be updated.')
+      }
+      return { [c.resource]: await c.update(ctx, req.params.id, items[0]!, ifMatch(req)) }
+    })
+    app.delete<{ Params: { id: string } }>(`/v2.0/${c.path}/:id`, async (req, reply) => {
+      await c.remove(ctxOf(req), req.params.id, ifMatch(req))
+      return reply.code(204).send()
+    })
+    app.put(`/v2.0/${c.path}`, async () => {
+      throw c.collectionNotFound()
+    })
+    app.delete(`/v2.0/${c.path}`, async () => {
+      throw c.collectionNotFound()
+    })
+  }
+
+  const needsRules = (req: FastifyRequest) => {
+    const f = fieldsOf(req)
+    return f === null || f.includes('security_group_rules')
+  }
+  const projectFilter = (req: FastifyRequest): string[] => {
+    const v = [q(req).project_id, q(req).tenant_id].flat().filter((x): x is string => typeof x === 'string')
+    return v
+  }
+  const ensureForList = async (req: FastifyRequest, ctx: RequestContext) => {
+    const wanted = projectFilter(req)
+    const targets = wanted.length ? wanted.filter((p) => p === ctx.projectId || ctx.isAdmin) : [ctx.projectId]
+    for (const p of new Set(targets)) await ensureDefaultGroup(store, p)
+  }
+
+  wire({
+    path: 'security-groups',
+    resource: 'security_group',
+    spec: GROUP_LIST,
+    async list(req, ctx) {
+      await ensureForList(req, ctx)
+      const rows = await loadGroupRows(store.db, ctx)
+      if (!needsRules(req)) {
+        const tags = await loadTags(store.db, 'security_groups', null)
+        const shared = new Set(
+          (
+            await store.db
+              .selectFrom('rbac_policies')
+              .select('object_id')
+              .where('target_tenant', 'in', [ctx.projectId, '*'])
+              .execute()
+          ).map((r) => r.object_id),
+        )
+        return rows.map((g) => ({
+          id: g.id,
+          name: g.name,
+          stateful: g.stateful !== 0,
+          tenant_id: g.project_id,
+          description: g.description,
+          shared: shared.has(g.id) && g.project_id !== ctx.projectId,
+          tags: tags.get(g.id) ?? [],
+          created_at: g.created_at,
+          updated_at: g.updated_at,
+          revision_number: g.revision_number,
+          project_id: g.project_id,
+        }))
+      }
+      return groupsWire(store.db, ctx, rows, true)
+    },
+    show: (ctx, id) => showGroup(store.db, ctx, id),
+    create: (ctx, items) => createGroups(store, ctx, items),
+    update: (ctx, id, item, im) => updateGroup(store, ctx, id, item, im),
+    remove: (ctx, id, im) => deleteGroup(store, ctx, id, im),
+    collectionNotFound: () => nerr('SecurityGroupNotFound', 'Security group None does not exist'),
+  })
+
+  wire({
+    path: 'security-group-rules',
+    resource: 'security_group_rule',
+    spec: RULE_LIST,
+    async list(req, ctx) {
+      await ensureForList(req, ctx)
+      const sg = q(req).security_group_id
+      const groupIds = sg === undefined ? null : Array.isArray(sg) ? sg : [sg]
+      return (await listRuleRows(store.db, ctx, groupIds)).map((r) => ruleWire(r))
+    },
+    show: async (ctx, id) => ruleWire(await showRule(store.db, ctx, id)),
+    create: (ctx, items, bulk) => createRules(store, ctx, items, bulk),
+    remove: (ctx, id) => deleteRule(store, ctx, id),
+    collectionNotFound: () => nerr('SecurityGroupRuleNotFound', 'Security group rule None does not exist'),
+  })
+
+  wire({
+    path: 'networks',
+    resource: 'network',
+    spec: NETWORK_LIST,
+    list: async (_req, ctx) => networksWire(store.db, await networkRows(store.db, ctx)),
+    show: (ctx, id) => showNetwork(store.db, ctx, id),
+    create: (ctx, items) => createNetworks(store, ctx, items),
+    update: (ctx, id, item, im) => updateNetwork(store, ctx, id, item, im),
+    remove: (ctx, id, im) => deleteNetwork(store, ctx, id, im),
+    collectionNotFound: () => nerr('NetworkNotFound', 'Network None could not be found.'),
+  })
+
+  wire({
+    path: 'subnets',
+    resource: 'subnet',
+    spec: SUBNET_LIST,
+    list: async (_req, ctx) => subnetsWire(store.db, await subnetRows(store.db, ctx)),
+    show: (ctx, id) => showSubnet(store.db, ctx, id),
+    create: (ctx, items) => createSubnets(store, ctx, items),
+    update: (ctx, id, item, im) => updateSubnet(store, ctx, id, item, im),
+    remove: (ctx, id, im) => deleteSubnet(store, ctx, id, im),
+    collectionNotFound: () => nerr('SubnetNotFound', 'Subnet None could not be found.'),
+  })
+
+  wire({
+    path: 'ports',
+    resource: 'port',
+    spec: PORT_LIST,
+    list: async (_req, ctx) => {
+      const rows = await portRows(store.db, ctx)
+      return (await portDetails(store.db, rows, true)).map((d) => portWire(d, ctx))
+    },
+    show: (ctx, id) => showPort(store.db, ctx, id),
+    create: (ctx, items) => createPorts(store, ctx, items),
+    update: (ctx, id, item, im) => updatePort(store, ctx, id, item, im),
+    remove: (ctx, id, im) => deletePort(store, ctx, id, im),
+    collectionNotFound: () => nerr('PortNotFound', 'Port None could not be found.'),
+  })
+
+  wire({
+    path: 'rbac-policies',
+    resource: 'rbac_policy',
+    spec: RBAC_LIST,
+    list: async (_req, ctx) => (await rbacRows(store.db, ctx)).map(rbacWire),
+    show: (ctx, id) => showRbac(store.db, ctx, id),
+    async create(ctx, items) {
+      const out: Wire[] = []
+      for (const it of items) out.push(await createRbac(store, ctx, it))
+      return out
+    },
+    update: (ctx, id, item) => updateRbac(store, ctx, id, item),
+    remove: (ctx, id) => deleteRbac(store, ctx, id),
+    collectionNotFound: () => nerr('RbacPolicyNotFound', 'RBAC policy None not found'),
+  })
+
+  // -------------------------------------------------------------- tags sub-API
+  const tagTables: Record<
+    string,
+    {
+      type: TagResource
+      table: 'security_groups' | 'ports' | 'networks' | 'subnets'
+      show: (ctx: RequestContext, id: string) => Promise<Wire>
+    }
+  > = {
+    'security-groups': {
+      type: 'security_groups',
+      table: 'security_groups',
+      show: (c, id) => showGroup(store.db, c, id),
+    },
+    ports: { type: 'ports', table: 'ports', show: (c, id) => showPort(store.db, c, id) },
+    networks: { type: 'networks', table: 'networks', show: (c, id) => showNetwork(store.db, c, id) },
+    subnets: { type: 'subnets', table: 'subnets', show: (c, id) => showSubnet(store.db, c, id) },
+  }
+  const validTag = (t: unknown): string => {
+    const r = validateString(255)(t)
+    if (r || t === '') throw badRequest(`Invalid input for tags. Reason: ${r ?? "'' is not a valid tag"}.`)
+    return t as string
+  }
+  for (const [path, t] of Object.entries(tagTables)) {
+    const parent = async (req: FastifyRequest<{ Params: { id: string } }>, write: boolean) => {
+      const ctx = ctxOf(req)
+      const obj = await t.show(ctx, req.params.id)
+      if (write && !ctx.isAdmin && obj.project_id !== ctx.projectId)
+        throw policy(`rule:update_${t.type.slice(0, -1)}:tags`)
+      return obj
+    }
+    const setTags = async (id: string, projectId: unknown, mutate: (cur: string[]) => string[]) =>
+      store.write(async (w) => {
+        const cur = (await loadTags(w.tx, t.type, [id])).get(id) ?? []
+        const next = [...new Set(mutate(cur))].sort()
+        const same = next.length === cur.length && next.every((x, k) => x === cur[k])
+        if (same) return next
+        await w.tx.deleteFrom('tags').where('resource_type', '=', t.type).where('resource_id', '=', id).execute()
+        if (next.length)
+          await w.tx
+            .insertInto('tags')
+            .values(next.map((tag) => ({ resource_type: t.type, resource_id: id, tag })))
+            .execute()
+        await w.tx
+          .updateTable(t.table)
+          .set((eb) => ({ revision_number: eb('revision_number', '+', 1), updated_at: w.now }))
+          .where('id', '=', id)
+          .execute()
+        await w.log({ resource: t.type.slice(0, -1), resource_id: id, action: 'update', project_id: String(projectId) })
+        return next
+      })
+    app.get<{ Params: { id: string } }>(`/v2.0/${path}/:id/tags`, async (req) => ({
+      tags: (await parent(req, false)).tags,
+    }))
+    app.get<{ Params: { id: string; tag: string } }>(`/v2.0/${path}/:id/tags/:tag`, async (req, reply) => {
+      const obj = await parent(req, false)
+      if (!(obj.tags as string[]).includes(req.params.tag))
+        throw nerr('TagNotFound', `Tag ${req.params.tag} could not be found.`)
+      return reply.code(204).send()
+    })
+    app.put<{ Params: { id: string; tag: string } }>(`/v2.0/${path}/:id/tags/:tag`, async (req, reply) => {
+      const obj = await parent(req, true)
+      checkIfMatch(ifMatch(req), obj.revision_number as number)
+      const tag = validTag(req.params.tag)
+      await setTags(req.params.id, obj.project_id, (cur) => [...cur, tag])
+      return reply.code(201).send('null')
+    })
+    app.put<{ Params: { id: string } }>(`/v2.0/${path}/:id/tags`, async (req) => {
+      const obj = await parent(req, true)
+      checkIfMatch(ifMatch(req), obj.revision_number as number)
+      const raw = typeof req.body === 'string' && req.body !== '' ? safeParse(req.body) : undefined
+      const tags =
+        raw && typeof raw === 'object' && !Array.isArray(raw) ? (raw as Record<string, unknown>).tags : undefined
+      if (!Array.isArray(tags)) throw badRequest('Invalid input for tags. Reason: body must be {"tags": [...]}.')
+      const list = tags.map(validTag)
+      return { tags: await setTags(req.params.id, obj.project_id, () => list) }
+    })
+    app.delete<{ Params: { id: string; tag: string } }>(`/v2.0/${path}/:id/tags/:tag`, async (req, reply) => {
+      const obj = await parent(req, true)
+      if (!(obj.tags as string[]).includes(req.params.tag))
+        throw nerr('TagNotFound', `Tag ${req.params.tag} could not be found.`)
+      await setTags(req.params.id, obj.project_id, (cur) => cur.filter((x) => x !== req.params.tag))
+      return reply.code(204).send()
+    })
+    app.delete<{ Params: { id: string } }>(`/v2.0/${path}/:id/tags`, async (req, reply) => {
+      const obj = await parent(req, true)
+      await setTags(req.params.id, obj.project_id, () => [])
+      return reply.code(204).send()
+    })
+  }
+
+  // -------------------------------------------------------------- quotas
+  app.get('/v2.0/quotas', async (req) => listQuotas(store.db, ctxOf(req)))
+  app.get('/v2.0/quotas/tenant', async (req) => ({ tenant: { tenant_id: ctxOf(req).projectId } }))
+  app.get('/v2.0/quotas/project', async (req) => ({ project: { project_id: ctxOf(req).projectId } }))
+  app.get<{ Params: { p: string } }>('/v2.0/quotas/:p', async (req) => getQuota(store.db, ctxOf(req), req.params.p))
+  app.get<{ Params: { p: string } }>('/v2.0/quotas/:p/default', async (req) => {
+    ctxOf(req)
+    return { quota: { ...QUOTA_DEFAULTS } }
+  })
+  app.get<{ Params: { p: string } }>('/v2.0/quotas/:p/details', async (req) =>
+    quotaDetails(store.db, ctxOf(req), req.params.p),
+  )
+  app.put<{ Params: { p: string } }>('/v2.0/quotas/:p', async (req) =>
+    updateQuota(store, ctxOf(req), req.params.p, req.body),
+  )
+  app.delete<{ Params: { p: string } }>('/v2.0/quotas/:p', async (req, reply) => {
+    await deleteQuota(store, ctxOf(req), req.params.p)
+    return reply.code(204).send()
+  })
+
+  auth.register?.(app)
+  for (const p of opts.plugins ?? []) p(app, ctxOf)
+  return app
+}
+
+function safeParse(s: string): unknown {
+  try {
+    return JSON.parse(s)
+  } catch {
+    throw nerr('MalformedRequestBody', 'Malformed request body: Cannot understand JSON.')
+  }
+}
+
+export type { FastifyReply }

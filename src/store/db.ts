@@ -1,0 +1,164 @@
+/**
+ * Opening the store (SQLite file, `:memory:`, or PostgreSQL URL), running migrations,
+ * and the one way to write: `store.write(fn)`. Every write transaction first bumps the
+ * single revision counter row; that row lock serialises writers (on PostgreSQL too), so
+ * revisions are committed in order and a change-feed reader never sees revision N+1
+ * before N. Every change appended with `log()` carries that revision.
+ */
+import { mkdirSync } from 'node:fs'
+import { dirname } from 'node:path'
+import SqliteDatabase from 'better-sqlite3'
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, type Transaction } from 'kysely'
+import pg from 'pg'
+import { migrationProvider } from './migrations.js'
+import type { Database } from './schema.js'
+
+export type DialectName = 'sqlite' | 'postgres'
+
+export interface ChangeInput {
+  readonly resource: string
+  readonly resource_id: string
+  readonly action: 'create' | 'update' | 'delete'
+  readonly project_id?: string | null
+  readonly body?: unknown
+}
+
+export interface WriteContext {
+  readonly tx: Transaction<Database>
+  /** The revision this transaction commits as. */
+  readonly revision: number
+  /** Commit time, `YYYY-MM-DDTHH:MM:SSZ`. */
+  readonly now: string
+  log(change: ChangeInput): Promise<void>
+  /** Reserves `count` consecutive standard attribute ids; returns the first. */
+  nextStandardAttrId(count?: number): Promise<number>
+}
+
+export interface Store {
+  readonly db: Kysely<Database>
+  readonly dialect: DialectName
+  write<T>(fn: (w: WriteContext) => Promise<T>): Promise<T>
+  /** Current committed revision. */
+  revision(): Promise<number>
+  /** Called after every committed write (same process). */
+  onCommit(listener: (revision: number) => void): () => void
+  close(): Promise<void>
+}
+
+export interface StoreOptions {
+  /** Keep at most this many change rows (older ones are pruned; readers behind need a snapshot). */
+  readonly changeLogLimit?: number
+  /** Prune the change log every this many revisions (default 1000). */
+  readonly pruneEvery?: number
+  /** Clock for timestamps (tests may pin it). */
+  readonly clock?: () => Date
+}
+
+export function isoSeconds(d: Date): string {
+  return `${d.toISOString().slice(0, 19)}Z`
+}
+
+/** `url`: `postgres://…`/`postgresql://…`, `:memory:`, `sqlite:PATH`, or a file path. */
+export async function openStore(url: string, options: StoreOptions = {}): Promise<Store> {
+  let db: Kysely<Database>
+  let dialect: DialectName
+  if (/^postgres(ql)?:\/\//.test(url)) {
+    dialect = 'postgres'
+    // int8 (count(*), sums) as numbers: our counts stay far below 2^53.
+    pg.types.setTypeParser(20, (v: string) => Number.parseInt(v, 10))
+    db = new Kysely<Database>({
+      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max: 10 }) }),
+    })
+  } else {
+    dialect = 'sqlite'
+    const path = url.startsWith('sqlite:') ? url.slice('sqlite:'.length) : url
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
+    const sqlite = new SqliteDatabase(path)
+    sqlite.pragma('journal_mode = WAL')
+    sqlite.pragma('synchronous = NORMAL')
+    sqlite.pragma('busy_timeout = 5000')
+    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) })
+  }
+  const migrator = new Migrator({ db, provider: migrationProvider })
+  const { error } = await migrator.migrateToLatest()
+  if (error) {
+    await db.destroy()
+    throw error
+  }
+  const limit = options.changeLogLimit ?? 100_000
+  const pruneEvery = options.pruneEvery ?? 1000
+  const clock = options.clock ?? (() => new Date())
+  const listeners = new Set<(revision: number) => void>()
+
+  const store: Store = {
+    db,
+    dialect,
+    async write<T>(fn: (w: WriteContext) => Promise<T>): Promise<T> {
+      const { result, revision } = await db.transaction().execute(async (tx) => {
+        const meta = await tx
+          .updateTable('sgwall_meta')
+          .set((eb) => ({ revision: eb('revision', '+', 1) }))
+          .where('id', '=', 1)
+          .returning(['revision'])
+          .executeTakeFirstOrThrow()
+        const rev = Number(meta.revision)
+        const now = isoSeconds(clock())
+        let seq = 0
+        const ctx: WriteContext = {
+          tx,
+          revision: rev,
+          now,
+          async log(change) {
+            seq += 1
+            await tx
+              .insertInto('changes')
+              .values({
+                revision: rev,
+                seq,
+                resource: change.resource,
+                resource_id: change.resource_id,
+                action: change.action,
+                project_id: change.project_id ?? null,
+                body: change.body === undefined || change.body === null ? null : JSON.stringify(change.body),
+                created_at: now,
+              })
+              .execute()
+          },
+          async nextStandardAttrId(count = 1) {
+            const row = await tx
+              .updateTable('sgwall_meta')
+              .set((eb) => ({ standard_attr_id: eb('standard_attr_id', '+', count) }))
+              .where('id', '=', 1)
+              .returning(['standard_attr_id'])
+              .executeTakeFirstOrThrow()
+            return Number(row.standard_attr_id) - count + 1
+          },
+        }
+        const result = await fn(ctx)
+        if (rev % pruneEvery === 0) {
+          // Prune the change log every `pruneEvery` revisions, keeping the last `limit` revisions.
+          const cut = rev - limit
+          if (cut > 0) {
+            await tx.deleteFrom('changes').where('revision', '<=', cut).execute()
+            await tx.updateTable('sgwall_meta').set({ pruned_through: cut }).where('id', '=', 1).execute()
+          }
+        }
+        return { result, revision: rev }
+      })
+      for (const l of listeners) l(revision)
+      return result
+    },
+    async revision() {
+      const row = await db.selectFrom('sgwall_meta').select('revision').where('id', '=', 1).executeTakeFirstOrThrow()
+      return Number(row.revision)
+    },
+    onCommit(listener) {
+      listeners.add(listener)
+      return () => listeners.delete(listener)
+    },
+    async close() {
+      await db.destroy()
+    },
+  }
+  return store
+}

@@ -1,0 +1,16 @@
+/**
+ * The store: Kysely schema, migrations and the write path (SQLite by default,
+ * PostgreSQL for many hosts). What it must not do: decide Neutron semantics (that is
+ * src/api) or touch the kernel. Design goals: one transaction per API write, a change
+ * log row for every change in that same transaction, revisions committed in order.
+ */
+export {
+  type ChangeInput,
+  type DialectName,
+  isoSeconds,
+  openStore,
+  type Store,
+  type StoreOptions,
+  type WriteContext,
+} from './db.js'
+export type { Database } from './schema.js'

@@ -1,0 +1,119 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { openStore, type Store } from '../../src/store/index.js'
+import { freshDatabaseUrl, storeDialects } from '../helpers/dialects.js'
+
+for (const d of storeDialects()) {
+  describe.skipIf(!d.available)(`store on ${d.name}`, () => {
+    let store: Store
+    let drop: () => Promise<void>
+    beforeAll(async () => {
+      const fresh = await freshDatabaseUrl(d.name)
+      drop = fresh.drop
+      store = await openStore(fresh.url)
+    })
+    afterAll(async () => {
+      await store?.close()
+      await drop?.()
+    })
+
+    const group = (id: string, now: string, std: number) => ({
+      id,
+      project_id: 'p1',
+      name: id,
+      description: '',
+      created_at: now,
+      updated_at: now,
+      revision_number: 0,
+      standard_attr_id: std,
+      stateful: 1,
+    })
+
+    it('migrates and starts at revision 0', async () => {
+      expect(store.dialect).toBe(d.name)
+      expect(await store.revision()).toBe(0)
+    })
+
+    it('writes a row and its change log entry in one transaction', async () => {
+      await store.write(async (w) => {
+        await w.tx
+          .insertInto('security_groups')
+          .values(group('g1', w.now, await w.nextStandardAttrId()))
+          .execute()
+        await w.log({
+          resource: 'security_group',
+          resource_id: 'g1',
+          action: 'create',
+          project_id: 'p1',
+          body: { a: 1 },
+        })
+      })
+      expect(await store.revision()).toBe(1)
+      const changes = await store.db.selectFrom('changes').selectAll().execute()
+      expect(changes).toHaveLength(1)
+      expect(changes[0]).toMatchObject({ revision: 1, seq: 1, resource: 'security_group', action: 'create' })
+      expect(JSON.parse(changes[0]!.body!)).toEqual({ a: 1 })
+    })
+
+    it('rolls back the row, the log and the revision when the write fails', async () => {
+      const before = await store.revision()
+      await expect(
+        store.write(async (w) => {
+          await w.tx
+            .insertInto('security_groups')
+            .values(group('g2', w.now, await w.nextStandardAttrId()))
+            .execute()
+          await w.log({ resource: 'security_group', resource_id: 'g2', action: 'create' })
+          throw new Error('boom')
+        }),
+      ).rejects.toThrow('boom')
+      expect(await store.revision()).toBe(before)
+      expect(await store.db.selectFrom('security_groups').where('id', '=', 'g2').selectAll().execute()).toEqual([])
+      expect(await store.db.selectFrom('changes').where('resource_id', '=', 'g2').selectAll().execute()).toEqual([])
+    })
+
+    it('serialises concurrent read-modify-write transactions (no lost update, revisions in commit order)', async () => {
+      const n = 20
+      await Promise.all(
+        Array.from({ length: n }, () =>
+          store.write(async (w) => {
+            const row = await w.tx
+              .selectFrom('security_groups')
+              .select('revision_number')
+              .where('id', '=', 'g1')
+              .executeTakeFirstOrThrow()
+            await w.tx
+              .updateTable('security_groups')
+              .set({ revision_number: row.revision_number + 1 })
+              .where('id', '=', 'g1')
+              .execute()
+            await w.log({
+              resource: 'security_group',
+              resource_id: 'g1',
+              action: 'update',
+              body: row.revision_number + 1,
+            })
+          }),
+        ),
+      )
+      const g = await store.db
+        .selectFrom('security_groups')
+        .selectAll()
+        .where('id', '=', 'g1')
+        .executeTakeFirstOrThrow()
+      expect(g.revision_number).toBe(n)
+      const log = await store.db
+        .selectFrom('changes')
+        .selectAll()
+        .where('action', '=', 'update')
+        .orderBy('revision')
+        .execute()
+      // Revision order equals the order in which the counter was read: body i+1 at the i-th revision.
+      expect(log.map((c) => Number(c.body))).toEqual(Array.from({ length: n }, (_, i) => i + 1))
+    })
+
+    it('hands out unique standard attribute ids', async () => {
+      const ids = await Promise.all(Array.from({ length: 5 }, () => store.write((w) => w.nextStandardAttrId())))
+      expect(new Set(ids).size).toBe(5)
+    })
+  })
+}
