@@ -117,6 +117,14 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     bodyLimit: 4 * 1024 * 1024,
     genReqId: () => `req-${randomUUID()}`,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1000 },
+    // Errors Fastify raises before routing (bad URL encoding, bad content type) keep the Neutron shape.
+    frameworkErrors: (error, _req, res) => {
+      const reply = res as unknown as FastifyReply
+      void reply
+        .code(400)
+        .header('X-Openstack-Request-Id', `req-${randomUUID()}`)
+        .send({ NeutronError: { type: 'HTTPBadRequest', message: error.message, detail: '' } })
+    },
   })
   const metrics = opts.metrics ?? newMetrics()
   app.removeAllContentTypeParsers()
