@@ -634,10 +634,11 @@ function runHook(
         frame = caller
         continue
       }
-      const policy = frame.chain.policy ?? 'ACCEPT'
-      steps?.push({ table, chain: frame.chain.name, num: null, rule: `policy ${policy}`, matched: true })
+      // Back at the hook (also after a -g chain ends): the built-in chain's policy decides.
+      const policy = start.policy ?? 'ACCEPT'
+      steps?.push({ table, chain: start.name, num: null, rule: `policy ${policy}`, matched: true })
       out.verdict = policy === 'DROP' ? 'DROP' : 'ACCEPT'
-      out.decidedBy = { table, chain: frame.chain.name, num: null, rule: `policy ${policy}`, via: via() }
+      out.decidedBy = { table, chain: start.name, num: null, rule: `policy ${policy}`, via: [start.name] }
       return out
     }
     frame.index++
