@@ -505,3 +505,17 @@ export function renderForeignView(saveText: string, ownership: Ownership = NEUTR
   }
   return lines.length ? `${lines.join('\n')}\n` : ''
 }
+
+/**
+ * The kernel state an agent wrote last, as ActualState: lets the agent plan a
+ * change without re-reading the kernel (a periodic `diff` catches drift).
+ */
+export function actualFromDesired(d: DesiredState): ActualState {
+  const lines: string[] = []
+  for (const name of Object.keys(d.ipsets).sort(byteOrder)) {
+    const members = d.ipsets[name]!
+    lines.push(`create ${name} hash:net family ${setFamily(name, members)}`)
+    for (const m of members) lines.push(`add ${name} ${m}`)
+  }
+  return { ipv4: d.ipv4, ipv6: d.ipv6, ipset: lines.length ? `${lines.join('\n')}\n` : '' }
+}

@@ -153,6 +153,7 @@ export const RULE_LIST: CollectionSpec = {
     normalized_cidr: identity,
     revision_number: (v) => Number(v),
   },
+  ignored: ['normalized_cidr'],
   sortable: [
     'id',
     'security_group_id',

@@ -4,6 +4,7 @@
  */
 import { Command } from 'commander'
 import { AppError, exitCode } from '../errors.js'
+import { register as registerAgent } from './commands/agent.js'
 import { register as registerApply } from './commands/apply.js'
 import { register as registerCounters } from './commands/counters.js'
 import { register as registerDiff } from './commands/diff.js'
@@ -29,6 +30,7 @@ registerDiff(program)
 registerCounters(program)
 registerLab(program)
 registerServe(program)
+registerAgent(program)
 registerStart(program)
 
 try {

@@ -989,8 +989,8 @@ function conntrackDeletions(
     if (!old || old === g) continue
     prevUsed ??= new Set(prevFiltered.flatMap((p) => p.security_groups))
     if (!prevUsed.has(g.id)) continue
-    const now = new Set(g.rules.map(ruleKey))
-    const deleted = old.rules.filter((r) => !now.has(ruleKey(r)))
+    const now = new Set(g.rules.map((r) => ruleKey(r, g.stateful)))
+    const deleted = old.rules.filter((r) => !now.has(ruleKey(r, old.stateful)))
     if (deleted.length === 0) continue
     const devices = filtered.filter((p) => p.security_groups.includes(g.id))
     for (const r of deleted) emit(devices, r.ethertype, r.direction, r.protocol, null)
@@ -1060,15 +1060,21 @@ function portDeletions(prevFiltered: readonly Port[], filtered: readonly Port[],
   }
 }
 
-function ruleKey(r: SecurityGroupRule): string {
+/**
+ * A rule as the agent receives it from the server (securitygroups_rpc_base): no id, the
+ * group's statefulness, the remote prefix as its normalized network. Two rules with the
+ * same key are one rule to the agent; a rule is "deleted" when its key disappears.
+ */
+function ruleKey(r: SecurityGroupRule, stateful: boolean): string {
+  const prefix = r.remote_ip_prefix === null ? null : parseCidr(r.remote_ip_prefix)
   return JSON.stringify([
-    r.id,
     r.direction,
     r.ethertype,
+    stateful,
     r.protocol,
     r.port_range_min,
     r.port_range_max,
-    r.remote_ip_prefix,
+    prefix ? `${prefix.network}/${prefix.prefix}` : null,
     r.remote_group_id,
   ])
 }

@@ -311,6 +311,15 @@ for (const d of storeDialects()) {
       expect(await rules('protocol=6')).toHaveLength(1)
       expect(await rules('ethertype=ipv6&direction=ingress')).toHaveLength(1)
       expect(await rules('remote_ip_prefix=10.0.0.1')).toHaveLength(1)
+      // normalized_cidr is accepted and ignored, as in Neutron 21 (spec §4.1)
+      expect(await rules('normalized_cidr=10.99.0.0/24')).toHaveLength(5)
+      const unknownMarker = await p.req(
+        'GET',
+        '/v2.0/security-groups?limit=1&marker=00000000-1111-4222-8333-444444444444',
+      )
+      expect(unknownMarker.json.security_groups).toHaveLength(1)
+      const reverse = await p.req('GET', '/v2.0/security-groups?limit=1&page_reverse=true')
+      expect(reverse.json.security_groups_links.map((l: { rel: string }) => l.rel)).toEqual(['next', 'previous'])
       const only = await rules('fields=protocol&direction=ingress')
       expect(only.map((r: object) => Object.keys(r))).toEqual([['protocol'], ['protocol'], ['protocol']])
       const show = await p.req('GET', `/v2.0/security-groups/${sg}?fields=name`)
