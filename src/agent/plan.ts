@@ -68,7 +68,12 @@ export interface ConntrackDeletion {
   readonly zone?: number
 }
 
-export type ChainChangeKind = 'create' | 'rewrite' | 'delete' | 'jumps'
+/**
+ * create: new chain, declared and filled; rewrite: declared (flushed) and refilled;
+ * edit: a few rules deleted/inserted by position; delete: flushed and removed;
+ * jumps: our rules in a built-in chain replaced.
+ */
+export type ChainChangeKind = 'create' | 'rewrite' | 'edit' | 'delete' | 'jumps'
 
 export interface ChainChange {
   readonly family: Family
@@ -112,6 +117,8 @@ export interface PlanOptions {
   readonly ownership?: Ownership
   /** A set whose change touches more members than this is rebuilt and swapped. */
   readonly swapThreshold?: number
+  /** A chain change of at most this many deleted+inserted rules is an edit, not a rewrite (0: always rewrite). */
+  readonly maxEdit?: number
 }
 
 const CHAIN_NAME = /^[A-Za-z0-9_.-]{1,28}$/
@@ -138,6 +145,39 @@ function hasOwned(t: SavedTable, o: Ownership): boolean {
   )
 }
 
+/**
+ * A small change to a chain as positional deletes and inserts (common prefix and
+ * suffix kept): rewriting a 30-rule chain to add one rule costs the kernel 30
+ * rules, the edit one. Null when the middle is large (then the chain is rewritten).
+ * Deletes go from the end so positions stay valid; inserts use final positions.
+ * Positions come from `before`, so `before` must be what the kernel holds: the
+ * kernel's own listing, or what this agent wrote last (a periodic diff catches drift).
+ */
+export function editScript(
+  chain: string,
+  before: readonly string[],
+  after: readonly string[],
+  maxEdit: number,
+): string[] | null {
+  let prefix = 0
+  while (prefix < before.length && prefix < after.length && before[prefix] === after[prefix]) prefix++
+  let suffix = 0
+  while (
+    suffix < before.length - prefix &&
+    suffix < after.length - prefix &&
+    before[before.length - 1 - suffix] === after[after.length - 1 - suffix]
+  ) {
+    suffix++
+  }
+  const dels = before.length - prefix - suffix
+  const ins = after.length - prefix - suffix
+  if (dels + ins > maxEdit || dels + ins >= after.length) return null
+  const out: string[] = []
+  for (let i = before.length - suffix - 1; i >= prefix; i--) out.push(`-D ${chain} ${i + 1}`)
+  for (let j = prefix; j < after.length - suffix; j++) out.push(`-I ${chain} ${j + 1} ${after[j]}`)
+  return out
+}
+
 /** Plan one family: the restore document and the chain changes. */
 function planFamily(
   family: Family,
@@ -145,6 +185,7 @@ function planFamily(
   actual: SavedDoc,
   o: Ownership,
   issues: PlanIssue[],
+  maxEdit: number,
 ): { doc: string | null; changes: ChainChange[] } {
   const changes: ChainChange[] = []
   const path = `ipv${family}`
@@ -160,6 +201,7 @@ function planFamily(
     const d = desired.tables.find((t) => t.name === tableName)
     const a = actual.tables.find((t) => t.name === tableName)
     const declare: string[] = []
+    const edits: string[] = []
     const builtinOps: string[] = []
     const appends: string[] = []
     const removals: string[] = []
@@ -175,15 +217,14 @@ function planFamily(
       }
       const after = c.rules.map((r) => r.body)
       const cur = findSavedChain(a, c.name)
-      if (
-        cur &&
-        sameList(
-          cur.rules.map((r) => r.body),
-          after,
-        )
-      )
-        continue
       const before = cur ? cur.rules.map((r) => r.body) : []
+      if (cur && sameList(before, after)) continue
+      const edit = cur ? editScript(c.name, before, after, maxEdit) : null
+      if (edit) {
+        changes.push({ family, table: tableName, chain: c.name, kind: 'edit', before, after })
+        edits.push(...edit)
+        continue
+      }
       changes.push({ family, table: tableName, chain: c.name, kind: cur ? 'rewrite' : 'create', before, after })
       declare.push(`:${c.name} - [0:0]`)
       for (const body of after) appends.push(body === '' ? `-A ${c.name}` : `-A ${c.name} ${body}`)
@@ -229,8 +270,8 @@ function planFamily(
         builtinOps.push(`-I ${name} ${i + 1} ${body}`)
       })
     }
-    if (declare.length + builtinOps.length + appends.length + removals.length === 0) continue
-    lines.push(`*${tableName}`, ...declare, ...appends, ...builtinOps, ...removals, 'COMMIT')
+    if (declare.length + edits.length + builtinOps.length + appends.length + removals.length === 0) continue
+    lines.push(`*${tableName}`, ...declare, ...appends, ...edits, ...builtinOps, ...removals, 'COMMIT')
   }
   return { doc: lines.length === 0 ? null : `${lines.join('\n')}\n`, changes }
 }
@@ -371,8 +412,9 @@ export function planApply(desired: DesiredState, actual: ActualState, options: P
   const d6 = parseDoc(desired.ipv6, 'desired.ipv6', issues)
   const a4 = parseDoc(actual.ipv4, 'actual.ipv4', [])
   const a6 = parseDoc(actual.ipv6, 'actual.ipv6', [])
-  const f4 = planFamily(4, d4, a4, o, issues)
-  const f6 = planFamily(6, d6, a6, o, issues)
+  const maxEdit = options.maxEdit ?? 4
+  const f4 = planFamily(4, d4, a4, o, issues, maxEdit)
+  const f6 = planFamily(6, d6, a6, o, issues, maxEdit)
   const sets = planSets(desired.ipsets, parseIpsetSave(actual.ipset).sets, o, options.swapThreshold ?? 64, issues)
   const conntrack: ConntrackDeletion[] = []
   const seen = new Set<string>()
