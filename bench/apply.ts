@@ -8,11 +8,12 @@
  *   npm run build && node dist/bench/apply.js      (root; BENCH_PORTS, BENCH_RUNS,
  *   BENCH_BACKEND=nft|legacy, BENCH_BRINT=linux|ovs)
  */
+import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { applyChange, applyDesired, diffDesired } from '../src/agent/apply.js'
-import { type DesiredState, isInSync } from '../src/agent/plan.js'
+import { isInSync } from '../src/agent/plan.js'
 import { HostCompiler, toStateResult } from '../src/compile/index.js'
 import { labDown, labHost, labUp } from '../src/host/lab.js'
 import type { IptablesBackend } from '../src/host/real-host.js'
@@ -29,7 +30,13 @@ function median(xs: number[]): number {
 }
 const f = (n: number) => `${n.toFixed(1)} ms`
 
-const EMPTY: DesiredState = { ipv4: '', ipv6: '', ipsets: {}, conntrack: [] }
+/** Bench-only reset between full applies: flush filter and raw (no --noflush), destroy all sets. */
+function resetKernel(ns: string): void {
+  for (const fam of ['iptables', 'ip6tables']) {
+    execFileSync('ip', ['netns', 'exec', ns, `${fam}-${BACKEND}-restore`], { input: '*filter\nCOMMIT\n*raw\nCOMMIT\n' })
+  }
+  execFileSync('ip', ['netns', 'exec', ns, 'ipset', 'destroy'])
+}
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('bench/apply needs root (network namespaces)')
@@ -59,7 +66,7 @@ async function main(): Promise<void> {
     const fullWrite: number[] = []
     let rules = 0
     for (let i = 0; i < Math.min(RUNS, 3); i++) {
-      await applyDesired(host, EMPTY)
+      resetKernel(rec.hostNetns)
       t = performance.now()
       const compiled = new HostCompiler(BENCH_CONFIG).compile(state)
       const desired = toStateResult(compiled)

@@ -229,7 +229,8 @@ function planFamily(
       declare.push(`:${c.name} - [0:0]`)
       for (const body of after) appends.push(body === '' ? `-A ${c.name}` : `-A ${c.name} ${body}`)
     }
-    const gone = actualUser.filter((c) => !desiredUser.some((x) => x.name === c.name))
+    const desiredNames = new Set(desiredUser.map((c) => c.name))
+    const gone = actualUser.filter((c) => !desiredNames.has(c.name))
     gone.sort((x, y) => byteOrder(x.name, y.name))
     for (const c of gone) {
       changes.push({
@@ -398,8 +399,23 @@ function planSets(
   return { prepare, finish, changes }
 }
 
+/**
+ * The last few parsed documents (pure memo keyed by content): an agent plans each
+ * change against the state it planned last, so that document is parsed once.
+ */
+const parsedDocs = new Map<string, ReturnType<typeof parseSaveText>>()
+
+function parseMemo(text: string): ReturnType<typeof parseSaveText> {
+  let r = parsedDocs.get(text)
+  if (r) return r
+  r = parseSaveText(text)
+  parsedDocs.set(text, r)
+  if (parsedDocs.size > 6) parsedDocs.delete(parsedDocs.keys().next().value!)
+  return r
+}
+
 function parseDoc(text: string, path: string, issues: PlanIssue[]): SavedDoc {
-  const { doc, issues: parseIssues } = parseSaveText(text)
+  const { doc, issues: parseIssues } = parseMemo(text)
   for (const i of parseIssues) issues.push({ path: `${path} line ${i.line}`, message: i.message })
   return doc
 }
