@@ -2,9 +2,11 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
+import { compileScenarioStates, toStateResult } from '../compile/index.js'
 import { FakeHost } from '../host/fake-host.js'
 import { HostCommandError } from '../host/host.js'
-import { applyDesired, diffDesired } from './apply.js'
+import { parseScenario } from '../model/validate.js'
+import { applyCompiledChange, applyDesired, diffDesired } from './apply.js'
 import {
   type DesiredState,
   isInSync,
@@ -277,5 +279,20 @@ describe('property: from any kernel state to any desired state', () => {
       ),
       { numRuns: 60 },
     )
+  })
+})
+
+describe('planChange from the compiler Rulesets (hot path)', () => {
+  const names = readdirSync(FIXTURES).filter((n) => !n.includes('.'))
+  it.each(names)('%s: every step applied as a change holds the compiler output', async (name) => {
+    const { scenario } = parseScenario(JSON.parse(readFileSync(join(FIXTURES, name, 'scenario.json'), 'utf8')))
+    const states = compileScenarioStates(scenario!)
+    const host = new FakeHost()
+    host.loadSave(4, FOREIGN_V4)
+    await applyDesired(host, toStateResult(states[0]!))
+    for (let i = 1; i < states.length; i++) {
+      await applyCompiledChange(host, states[i - 1]!, states[i]!)
+      await expectHolds(host, toStateResult(states[i]!))
+    }
   })
 })

@@ -24,12 +24,15 @@
  */
 
 import { isValidSetName, parseIpsetSave, type SavedSet } from '../netfilter/ipset-text.js'
-import { BUILTIN_CHAINS, isBuiltinChain } from '../netfilter/ir.js'
+import { BUILTIN_CHAINS, type Chain, isBuiltinChain, type Ruleset } from '../netfilter/ir.js'
+import { renderRuleBody } from '../netfilter/render.js'
 import {
   findSavedChain,
+  normalizeRawBody,
   normalizeTokens,
   parseSaveText,
   ruleTarget,
+  type SavedChain,
   type SavedDoc,
   type SavedTable,
   tokenizeLine,
@@ -420,6 +423,20 @@ function parseDoc(text: string, path: string, issues: PlanIssue[]): SavedDoc {
   return doc
 }
 
+function conntrackDeletions(lines: readonly string[], issues: PlanIssue[]): ConntrackDeletion[] {
+  const out: ConntrackDeletion[] = []
+  const seen = new Set<string>()
+  lines.forEach((line, i) => {
+    const r = parseConntrackCommand(line)
+    if (typeof r === 'string') issues.push({ path: `conntrack[${i}]`, message: `${r}: ${line}` })
+    else if (!seen.has(JSON.stringify(r))) {
+      seen.add(JSON.stringify(r))
+      out.push(r)
+    }
+  })
+  return out
+}
+
 /** Compute the plan that makes the kernel hold `desired`. Pure. */
 export function planApply(desired: DesiredState, actual: ActualState, options: PlanOptions = {}): Plan {
   const o = options.ownership ?? NEUTRON_OWNERSHIP
@@ -432,16 +449,7 @@ export function planApply(desired: DesiredState, actual: ActualState, options: P
   const f4 = planFamily(4, d4, a4, o, issues, maxEdit)
   const f6 = planFamily(6, d6, a6, o, issues, maxEdit)
   const sets = planSets(desired.ipsets, parseIpsetSave(actual.ipset).sets, o, options.swapThreshold ?? 64, issues)
-  const conntrack: ConntrackDeletion[] = []
-  const seen = new Set<string>()
-  desired.conntrack.forEach((line, i) => {
-    const r = parseConntrackCommand(line)
-    if (typeof r === 'string') issues.push({ path: `conntrack[${i}]`, message: `${r}: ${line}` })
-    else if (!seen.has(JSON.stringify(r))) {
-      seen.add(JSON.stringify(r))
-      conntrack.push(r)
-    }
-  })
+  const conntrack = conntrackDeletions(desired.conntrack, issues)
   return {
     restore: { 4: f4.doc, 6: f6.doc },
     ipsetPrepare: sets.prepare.length ? `${sets.prepare.join('\n')}\n` : '',
@@ -576,4 +584,86 @@ export function actualFromDesired(d: DesiredState): ActualState {
     for (const m of members) lines.push(`add ${name} ${m}`)
   }
   return { ipv4: d.ipv4, ipv6: d.ipv6, ipset: lines.length ? `${lines.join('\n')}\n` : '' }
+}
+
+/** A compiled state as the compiler hands it over: Rulesets (IR), ipsets, conntrack deletions. */
+export interface CompiledState {
+  readonly ipv4: Ruleset
+  readonly ipv6: Ruleset
+  readonly ipsets: Readonly<Record<string, readonly string[]>>
+  readonly conntrack: readonly string[]
+}
+
+function savedChain(c: Chain): SavedChain {
+  return { name: c.name, policy: c.policy, rules: c.rules.map((r) => ({ body: normalizeRawBody(renderRuleBody(r)) })) }
+}
+
+/**
+ * The chains of two Rulesets that may differ, as partial save documents: a chain
+ * object the compiler reused (same identity) is unchanged and left out of both
+ * sides, so the planner never looks at it.
+ */
+function changedChains(prev: Ruleset, next: Ruleset): { desired: SavedDoc; actual: SavedDoc } {
+  const desired: SavedTable[] = []
+  const actual: SavedTable[] = []
+  const names = new Set([...prev.tables.map((t) => t.name), ...next.tables.map((t) => t.name)])
+  for (const name of names) {
+    const p = new Map((prev.tables.find((t) => t.name === name)?.chains ?? []).map((c) => [c.name, c]))
+    const n = new Map((next.tables.find((t) => t.name === name)?.chains ?? []).map((c) => [c.name, c]))
+    const d: SavedChain[] = []
+    const a: SavedChain[] = []
+    for (const [cn, c] of n) {
+      const old = p.get(cn)
+      if (old === c) continue
+      const sc = savedChain(c)
+      const so = old ? savedChain(old) : undefined
+      if (
+        so &&
+        sameList(
+          so.rules.map((r) => r.body),
+          sc.rules.map((r) => r.body),
+        )
+      )
+        continue
+      d.push(sc)
+      if (so) a.push(so)
+    }
+    for (const [cn, c] of p) if (!n.has(cn)) a.push(savedChain(c))
+    if (d.length) desired.push({ name, chains: d })
+    if (a.length) actual.push({ name, chains: a })
+  }
+  return { desired: { tables: desired }, actual: { tables: actual } }
+}
+
+/**
+ * Plan a change from the state this agent wrote last (`prev`) to `next`, both as
+ * the compiler's Rulesets: only chains the compiler rebuilt are rendered and
+ * compared (the hot path of "one rule added to a group"). Same plan shape as
+ * planApply; the same assumption as any plan from memory: the kernel holds `prev`.
+ */
+export function planChange(prev: CompiledState, next: CompiledState, options: PlanOptions = {}): Plan {
+  const o = options.ownership ?? NEUTRON_OWNERSHIP
+  const issues: PlanIssue[] = []
+  const maxEdit = options.maxEdit ?? 4
+  const c4 = changedChains(prev.ipv4, next.ipv4)
+  const c6 = changedChains(prev.ipv6, next.ipv6)
+  const f4 = planFamily(4, c4.desired, c4.actual, o, issues, maxEdit)
+  const f6 = planFamily(6, c6.desired, c6.actual, o, issues, maxEdit)
+  const prevSets: SavedSet[] = Object.entries(prev.ipsets).map(([name, members]) => ({
+    name,
+    type: 'hash:net',
+    family: setFamily(name, members),
+    members,
+  }))
+  const sets = planSets(next.ipsets, prevSets, o, options.swapThreshold ?? 64, issues)
+  const conntrack = conntrackDeletions(next.conntrack, issues)
+  return {
+    restore: { 4: f4.doc, 6: f6.doc },
+    ipsetPrepare: sets.prepare.length ? `${sets.prepare.join('\n')}\n` : '',
+    ipsetFinish: sets.finish.length ? `${sets.finish.join('\n')}\n` : '',
+    conntrack,
+    chainChanges: [...f4.changes, ...f6.changes],
+    setChanges: sets.changes,
+    issues,
+  }
 }
