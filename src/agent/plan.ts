@@ -24,7 +24,7 @@
  */
 
 import { isValidSetName, parseIpsetSave, type SavedSet } from '../netfilter/ipset-text.js'
-import { BUILTIN_CHAINS, type Chain, isBuiltinChain, type Ruleset } from '../netfilter/ir.js'
+import { BUILTIN_CHAINS, type Chain, isBuiltinChain, type Rule, type Ruleset } from '../netfilter/ir.js'
 import { renderRuleBody } from '../netfilter/render.js'
 import {
   findSavedChain,
@@ -594,8 +594,27 @@ export interface CompiledState {
   readonly conntrack: readonly string[]
 }
 
+/** Rendered, normalized body per Rule object (the compiler reuses Rule objects between compiles). */
+const bodyCache = new WeakMap<Rule, string>()
+
+function ruleBody(r: Rule): string {
+  let b = bodyCache.get(r)
+  if (b === undefined) {
+    b = normalizeRawBody(renderRuleBody(r))
+    bodyCache.set(r, b)
+  }
+  return b
+}
+
+const savedChainCache = new WeakMap<Chain, SavedChain>()
+
 function savedChain(c: Chain): SavedChain {
-  return { name: c.name, policy: c.policy, rules: c.rules.map((r) => ({ body: normalizeRawBody(renderRuleBody(r)) })) }
+  let s = savedChainCache.get(c)
+  if (!s) {
+    s = { name: c.name, policy: c.policy, rules: c.rules.map((r) => ({ body: ruleBody(r) })) }
+    savedChainCache.set(c, s)
+  }
+  return s
 }
 
 /**
