@@ -416,6 +416,9 @@ for (const d of storeDialects()) {
       expect(ext.json.extensions.map((e: { alias: string }) => e.alias)).toContain('security-group')
       expect((await demo.req('GET', '/v2.0/extensions/tag-ports-during-bulk-creation')).status).toBe(404)
       expect((await demo.req('GET', '/v2.0/extensions/security-group')).json.extension.alias).toBe('security-group')
+      // the `.json` format suffix is accepted (tempest: /quotas/<p>/details.json)
+      expect((await demo.req('GET', '/v2.0/quotas/demo/details.json')).json.quota.security_group.limit).toBe(10)
+      expect((await demo.req('GET', '/v2.0/security-groups.json?name=default')).json.security_groups).toHaveLength(1)
     })
 
     it('logs every change with a monotonic revision', async () => {
