@@ -10,7 +10,12 @@ export default defineConfig({
       {
         test: {
           name: 'system',
-          include: ['test/netns/**/*.test.ts', 'test/store/**/*.test.ts', 'test/api/**/*.test.ts', 'test/e2e/**/*.test.ts'],
+          include: [
+            'test/netns/**/*.test.ts',
+            'test/store/**/*.test.ts',
+            'test/api/**/*.test.ts',
+            'test/e2e/**/*.test.ts',
+          ],
           pool: 'forks',
           fileParallelism: false,
           testTimeout: 120_000,

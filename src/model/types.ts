@@ -13,8 +13,11 @@ export interface SecurityGroupRule {
   readonly direction: Direction
   /** Canonical spelling after validation: 'IPv4' | 'IPv6'. */
   readonly ethertype: Ethertype
-  /** As given (name, number as string or integer), null = any. */
-  readonly protocol: string | number | null
+  /**
+   * Canonical API value: lower-case name or decimal number as a string, null = any
+   * (validation canonicalizes what the scenario gives: names, integers, "any").
+   */
+  readonly protocol: string | null
   readonly port_range_min: number | null
   readonly port_range_max: number | null
   readonly remote_ip_prefix: string | null

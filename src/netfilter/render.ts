@@ -35,12 +35,18 @@ function renderTarget(t: Target, out: string[]): void {
   for (const o of t.options) renderOption(o, out)
 }
 
-/** The rule's body: everything after `-A CHAIN`, in iptables-save spelling. */
+const bodyCache = new WeakMap<Rule, string>()
+
+/** The rule's body: everything after `-A CHAIN`, in iptables-save spelling (memoized per rule object). */
 export function renderRuleBody(r: Rule): string {
+  const hit = bodyCache.get(r)
+  if (hit !== undefined) return hit
   const out: string[] = []
   for (const m of r.matches) renderMatch(m, out)
   if (r.target) renderTarget(r.target, out)
-  return out.join(' ')
+  const body = out.join(' ')
+  bodyCache.set(r, body)
+  return body
 }
 
 export function renderRule(chain: string, r: Rule): string {

@@ -1,0 +1,221 @@
+import { readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { FakeHost } from '../host/fake-host.js'
+import { HostCommandError } from '../host/host.js'
+import { applyDesired, diffDesired } from './apply.js'
+import {
+  type DesiredState,
+  isInSync,
+  parseConntrackCommand,
+  planApply,
+  renderForeignView,
+  renderOwnedView,
+} from './plan.js'
+
+const FIXTURES = join(import.meta.dirname, '..', '..', 'test', 'fixtures', 'neutron')
+
+interface Expected extends DesiredState {
+  readonly steps?: readonly DesiredState[]
+}
+
+function loadExpected(name: string): Expected {
+  return JSON.parse(readFileSync(join(FIXTURES, name, 'expected.json'), 'utf8')) as Expected
+}
+
+const FOREIGN_V4 = `*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER-USER - [0:0]
+-A FORWARD -j DOCKER-USER
+-A FORWARD -i docker0 -o docker0 -j ACCEPT
+-A DOCKER-USER -j RETURN
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
+COMMIT
+`
+
+function foreignPart(save: string): string {
+  return renderForeignView(save)
+}
+
+function sortedSets(s: Readonly<Record<string, readonly string[]>>): Record<string, string[]> {
+  return Object.fromEntries(
+    Object.entries(s)
+      .map(([k, v]) => [k, [...v].sort()] as const)
+      .sort(),
+  )
+}
+
+async function expectHolds(host: FakeHost, d: DesiredState): Promise<void> {
+  expect(renderOwnedView(await host.iptablesSave(4))).toBe(d.ipv4)
+  expect(renderOwnedView(await host.iptablesSave(6))).toBe(d.ipv6)
+  const sets: Record<string, string[]> = {}
+  for (const [k, v] of host.sets) sets[k] = [...v.members]
+  expect(sortedSets(sets)).toEqual(sortedSets(d.ipsets))
+  expect(isInSync(await diffDesired(host, d))).toBe(true)
+}
+
+describe('planApply on FakeHost, every Neutron fixture and its steps', () => {
+  const cases = readdirSync(FIXTURES).filter((n) => !n.includes('.'))
+  it.each(cases)('%s', async (name) => {
+    const exp = loadExpected(name)
+    const host = new FakeHost()
+    host.loadSave(4, FOREIGN_V4)
+    const foreignBefore = foreignPart(await host.iptablesSave(4))
+    for (const state of [exp, ...(exp.steps ?? [])]) {
+      await applyDesired(host, state)
+      await expectHolds(host, state)
+      expect(foreignPart(await host.iptablesSave(4))).toBe(foreignBefore)
+    }
+    // and back to nothing: every chain, jump and set of ours goes, foreign rules stay
+    await applyDesired(host, { ipv4: '', ipv6: '', ipsets: {}, conntrack: [] })
+    expect(renderOwnedView(await host.iptablesSave(4))).toBe('')
+    expect(host.sets.size).toBe(0)
+    expect(foreignPart(await host.iptablesSave(4))).toBe(foreignBefore)
+  })
+})
+
+describe('plan shape', () => {
+  const walk = loadExpected('blog-walkthrough')
+  const twoPorts = loadExpected('ports-sharing-groups')
+
+  it('rewrites a changed chain by declaring it and listing all its rules, never flush-then-add', async () => {
+    const host = new FakeHost()
+    await applyDesired(host, twoPorts)
+    // change one rule of one port chain only
+    const changed: DesiredState = {
+      ...twoPorts,
+      ipv4: twoPorts.ipv4.replace(
+        /(-A (neutron-openvswi-i[^ ]+) -m state --state INVALID)/,
+        '-A $2 -p tcp -m tcp --dport 9 -j RETURN\n$1',
+      ),
+    }
+    expect(changed.ipv4).not.toBe(twoPorts.ipv4)
+    const { plan } = await applyDesired(host, changed)
+    const doc = plan.restore[4]!
+    expect(plan.restore[6]).toBeNull()
+    expect(plan.chainChanges.map((c) => c.kind)).toEqual(['rewrite'])
+    const chain = plan.chainChanges[0]!.chain
+    expect(doc.split('\n')).toContain(`:${chain} - [0:0]`)
+    expect(doc).not.toMatch(/^-F /m)
+    expect(doc).not.toMatch(/^-D /m)
+    expect(
+      doc
+        .split('\n')
+        .filter((l) => l.startsWith('-A '))
+        .every((l) => l.startsWith(`-A ${chain} `)),
+    ).toBe(true)
+    await expectHolds(host, changed)
+  })
+
+  it('declares new chains before rules jump to them and deletes old chains after the jumps go', () => {
+    const plan = planApply(walk, { ipv4: '', ipv6: '', ipset: '' })
+    const lines = plan.restore[4]!.split('\n')
+    const firstRule = lines.findIndex((l) => l.startsWith('-'))
+    expect(lines.slice(1, firstRule).every((l) => l.startsWith(':'))).toBe(true)
+    const back = planApply({ ipv4: '', ipv6: '', ipsets: {}, conntrack: [] }, { ipv4: walk.ipv4, ipv6: '', ipset: '' })
+    const b = back.restore[4]!.split('\n').slice(0, back.restore[4]!.split('\n').indexOf('COMMIT'))
+    expect(b[0]).toBe('*filter')
+    const lastDelete = b.findLastIndex((l) => l.startsWith('-D '))
+    const firstX = b.findIndex((l) => l.startsWith('-X '))
+    expect(lastDelete).toBeGreaterThan(0)
+    expect(firstX).toBeGreaterThan(lastDelete)
+  })
+
+  it('an in-sync kernel gives an empty plan; a foreign edit of our chain is drift', async () => {
+    const host = new FakeHost()
+    await applyDesired(host, walk)
+    expect(isInSync(await diffDesired(host, walk))).toBe(true)
+    await host.iptablesRestore(4, '*filter\n-A neutron-openvswi-sg-fallback -j ACCEPT\nCOMMIT\n')
+    const drift = await diffDesired(host, walk)
+    expect(drift.chainChanges.map((c) => `${c.kind} ${c.chain}`)).toEqual(['rewrite neutron-openvswi-sg-fallback'])
+    await applyDesired(host, walk)
+    await expectHolds(host, walk)
+  })
+
+  it('a missing jump in a built-in chain is repaired without touching foreign rules there', async () => {
+    const host = new FakeHost()
+    host.loadSave(4, FOREIGN_V4)
+    await applyDesired(host, walk)
+    await host.iptablesRestore(4, '*filter\n-D FORWARD -j neutron-openvswi-FORWARD\nCOMMIT\n')
+    const drift = await diffDesired(host, walk)
+    expect(drift.chainChanges.map((c) => `${c.kind} ${c.chain}`)).toEqual(['jumps FORWARD'])
+    await applyDesired(host, walk)
+    const save = await host.iptablesSave(4)
+    expect(save).toContain('-A FORWARD -j DOCKER-USER')
+    expect(save).toContain('-A FORWARD -i docker0 -o docker0 -j ACCEPT')
+    await expectHolds(host, walk)
+  })
+
+  it('a failed restore changes nothing and reports the command, stderr and line', async () => {
+    const host = new FakeHost()
+    await applyDesired(host, walk)
+    const before = await host.iptablesSave(4)
+    host.failNextRestore('iptables-restore: line 2 failed')
+    const err = await applyDesired(host, twoPorts).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(HostCommandError)
+    const e = err as HostCommandError
+    expect(e.type).toBe('HostCommandFailed')
+    expect(e.command[0]).toBe('ipset')
+    expect(e.failingLine).not.toBeNull()
+    expect(await host.iptablesSave(4)).toBe(before)
+  })
+
+  it('large set changes are swapped in, small ones added before and removed after the rules', () => {
+    const name = 'NIPv4aaaaaaaa-bbbb-cccc-dddd-'
+    const actual = { ipv4: '', ipv6: '', ipset: `create ${name} hash:net family inet\nadd ${name} 10.0.0.1\n` }
+    const small = planApply({ ipv4: '', ipv6: '', ipsets: { [name]: ['10.0.0.2'] }, conntrack: [] }, actual)
+    expect(small.ipsetPrepare).toBe(`add ${name} 10.0.0.2\n`)
+    expect(small.ipsetFinish).toBe(`del ${name} 10.0.0.1\n`)
+    const many = Array.from({ length: 100 }, (_, i) => `10.1.0.${i}`)
+    const big = planApply({ ipv4: '', ipv6: '', ipsets: { [name]: many }, conntrack: [] }, actual)
+    expect(big.setChanges[0]!.kind).toBe('swap')
+    expect(big.ipsetPrepare).toContain(`swap ${name} ${name.slice(0, 29)}-n`)
+    expect(big.ipsetFinish).toBe('')
+  })
+
+  it('rejects bad input with the path of the problem and plans nothing unowned', () => {
+    const p = planApply(
+      {
+        ipv4: '*filter\n:INPUT ACCEPT [0:0]\n:evil - [0:0]\n-A INPUT -j ACCEPT\nCOMMIT\n',
+        ipv6: '',
+        ipsets: { 'NIPv4x y': ['10.0.0.1'], NIPv4ok: ['10.0.0.1; rm -rf /'] },
+        conntrack: ['conntrack -D -f ipv4 -d 10.0.0.1 --mark 1', 'rm -rf /'],
+      },
+      { ipv4: '', ipv6: '', ipset: '' },
+    )
+    const paths = p.issues.map((i) => i.path)
+    expect(paths).toEqual(
+      expect.arrayContaining([
+        'ipv4.filter.evil',
+        'ipv4.filter.INPUT',
+        'ipsets.NIPv4x y',
+        'ipsets.NIPv4ok',
+        'conntrack[0]',
+        'conntrack[1]',
+      ]),
+    )
+  })
+
+  it('parses the conntrack deletions of the fixtures', () => {
+    expect(parseConntrackCommand('conntrack -D -p tcp -f ipv4 -d 192.168.1.102 -w 4097')).toEqual({
+      family: 'ipv4',
+      protocol: 'tcp',
+      destination: '192.168.1.102',
+      zone: 4097,
+    })
+    for (const n of readdirSync(FIXTURES).filter((x) => !x.includes('.'))) {
+      const e = loadExpected(n)
+      for (const line of [...e.conntrack, ...(e.steps ?? []).flatMap((s) => s.conntrack)]) {
+        expect(typeof parseConntrackCommand(line), line).toBe('object')
+      }
+    }
+  })
+})
