@@ -416,6 +416,12 @@ for (const d of storeDialects()) {
       expect(ext.json.extensions.map((e: { alias: string }) => e.alias)).toContain('security-group')
       expect((await demo.req('GET', '/v2.0/extensions/tag-ports-during-bulk-creation')).status).toBe(404)
       expect((await demo.req('GET', '/v2.0/extensions/security-group')).json.extension.alias).toBe('security-group')
+      await h.as('metrics-project').req('GET', '/v2.0/security-groups') // creates its default group: a write
+      const metrics = await h.app.inject({ method: 'GET', url: '/metrics' })
+      expect(metrics.body).toMatch(
+        /sgwall_http_requests_total\{method="GET",route="\/v2.0\/extensions",status="200"\} 1/,
+      )
+      expect(metrics.body).toMatch(/sgwall_store_duration_seconds_count\{op="write"\} [1-9]/)
       // the `.json` format suffix is accepted (tempest: /quotas/<p>/details.json)
       expect((await demo.req('GET', '/v2.0/quotas/demo/details.json')).json.quota.security_group.limit).toBe(10)
       expect((await demo.req('GET', '/v2.0/security-groups.json?name=default')).json.security_groups).toHaveLength(1)
