@@ -463,7 +463,8 @@ export class HostCompiler {
       ? new Set([renderRuleBody(V6_RA_IN_RULE)])
       : EMPTY_TEXTS
     const names = { iChain: portChainName(driver, 'i', p.id), oChain: portChainName(driver, 'o', p.id) }
-    return entries.length > 0
+    const fixGap = this.config.fixes?.includes('spoof-missing-family') ?? false
+    return entries.length > 0 || fixGap
       ? {
           ...names,
           provider: uniqueProvider,
@@ -705,7 +706,8 @@ export class HostCompiler {
       for (const r of this.zoneRules(p, z, isStateless(p, groups, state, config))) removeRules.add(r)
     }
     // Rules from this compiler are the same objects; rules read back from elsewhere match by text.
-    let leftovers = memory.raw.filter((r) => !removeRules.has(r))
+    const fixStale = config.fixes?.includes('stale-raw-rules') ?? false
+    let leftovers = fixStale ? [] : memory.raw.filter((r) => !removeRules.has(r))
     if (leftovers.length > 0) {
       const removeTexts = new Set([...removeRules].map(renderRuleBody))
       leftovers = leftovers.filter((r) => !removeTexts.has(renderRuleBody(r)))
