@@ -380,6 +380,8 @@ for (const d of storeDialects()) {
       expect(keys).toHaveLength(1)
       expect(Object.keys(keys[0])).toEqual(['id'])
       expect(await names('name=')).toEqual([])
+      expect(await names('shared=false&name=a')).toEqual(['a'])
+      expect(await names('shared=True&name=a')).toEqual([])
       const sg = (await p.req('GET', '/v2.0/security-groups?name=a')).json.security_groups[0].id
       await rule(p, sg, { protocol: 'tcp', port_range_min: 22, port_range_max: 22 })
       await rule(p, sg, { protocol: '6', port_range_min: 23, port_range_max: 23, remote_ip_prefix: '10.0.0.1' })
