@@ -26,6 +26,11 @@ export function reachMatrix(tracer: HostTracer, q: { proto: string; family: Fami
   const rs = tracer.rulesetFor(q.family)
   const addrs = ports.map((p) => parseAddr(portAddress(p, q.family)!)!.addr)
   const eps = ports.map((port) => ({ kind: 'port', port }) as const)
+  // With an OVS br-int and the hybrid driver a path is [leave A's qbr, enter B's qbr]: build each pass once.
+  const twoPass = host.config.firewall_driver === 'iptables_hybrid' && (host.brInt ?? 'ovs') === 'ovs'
+  const outside = { kind: 'external', address: '0.0.0.0' } as const
+  const leave = twoPass ? eps.map((e) => hostPath(host.config, e, outside)[0]!) : []
+  const enter = twoPass ? eps.map((e) => hostPath(host.config, outside, e)[0]!) : []
   const verdicts: (Verdict | null)[][] = []
   for (let i = 0; i < ports.length; i++) {
     const row: (Verdict | null)[] = []
@@ -43,8 +48,8 @@ export function reachMatrix(tracer: HostTracer, q: { proto: string; family: Fami
         ...(proto === 6 || proto === 17 || proto === 132 || proto === 33 ? { sport: 40000, dport: q.dport ?? 0 } : {}),
         ...(proto === 1 || proto === 58 ? { icmpType: q.family === 4 ? 8 : 128, icmpCode: 0 } : {}),
       }
-      const path = hostPath(host.config, eps[i]!, eps[j]!, host.brInt ?? 'ovs')
-      row.push(tracePacket(rs, packet, path, { record: false }).verdict)
+      const path = twoPass ? [leave[i]!, enter[j]!] : hostPath(host.config, eps[i]!, eps[j]!, host.brInt ?? 'ovs')
+      row.push(tracePacket(rs, packet, path, { record: false, detail: false }).verdict)
     }
     verdicts.push(row)
   }

@@ -180,3 +180,41 @@ describe('port security disabled', () => {
     expect(r.hops[0]!.decided_by!.role).toBe('port-security-off-accept')
   })
 })
+
+describe('the device index skips only rules that cannot match', () => {
+  it('record on (full scan) and off (indexed) give the same verdict and deciding rule', async () => {
+    const { makeHost, BENCH_CONFIG } = await import('../../bench/host-shape.js')
+    const state = makeHost(40)
+    const c = compileHost(state, BENCH_CONFIG)
+    const t = new HostTracer({ config: BENCH_CONFIG, state, ipv4: c.ipv4, ipv6: c.ipv6, ipsets: c.ipsets })
+    const rs = t.rulesetFor(4)
+    const { tracePacket } = await import('../netfilter/trace.js')
+    const { hostPath } = await import('./path.js')
+    let seed = 7
+    const rand = () => {
+      seed = (seed * 1103515245 + 12345) >>> 0
+      return seed / 4294967296
+    }
+    let accepted = 0
+    for (let i = 0; i < 400; i++) {
+      const a = Math.floor(rand() * 40)
+      const b = (a + 1 + Math.floor(rand() * 39)) % 40
+      // From outside, out of a prefix an ingress rule of the port's first group (b % 10) allows on port 1000 + j.
+      const j = [2, 4, 8, 10, 14, 16][Math.floor(rand() * 6)]!
+      const outside = rand() < 0.4
+      const from = outside ? `10.${b % 10}.${j}.5` : state.ports[a]!.id
+      const req = outside
+        ? { from, to: state.ports[b]!.id, proto: j % 5 === 4 ? 'udp' : 'tcp', dport: rand() < 0.7 ? 1000 + j : 999 }
+        : { from, to: state.ports[b]!.id, proto: rand() < 0.8 ? 'tcp' : 'udp', dport: 995 + Math.floor(rand() * 30) }
+      const ep = (s: string) => t.endpoint(s)
+      const packet = t.packet(req, ep(req.from), ep(req.to))
+      const path = hostPath(BENCH_CONFIG, ep(req.from), ep(req.to))
+      const full = tracePacket(rs, packet, path, { record: true })
+      const fast = tracePacket(rs, packet, path, { record: false })
+      expect(fast.verdict).toBe(full.verdict)
+      expect(fast.hops.map((h) => h.decided_by)).toEqual(full.hops.map((h) => h.decided_by))
+      if (full.verdict === 'ACCEPT') accepted++
+    }
+    expect(accepted).toBeGreaterThan(10)
+  })
+})

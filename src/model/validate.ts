@@ -328,6 +328,7 @@ function parsePorts(v: Json, path: string, c: Collector): Port[] | null {
       p.fixed_ips.forEach((a, j) => {
         const cidr = typeof a === 'string' ? parseCidr(a) : null
         if (!cidr || cidr.hadPrefix) c.add(`${pp}.fixed_ips[${j}]`, `must be a plain IP address, got ${describe(a)}`)
+        else if (fixed.includes(cidr.address)) c.add(`${pp}.fixed_ips[${j}]`, `${cidr.address} is listed twice`)
         else fixed.push(cidr.address)
       })
     const pairs: AllowedAddressPair[] = []

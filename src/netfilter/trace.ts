@@ -203,6 +203,84 @@ interface CompiledChain {
   readonly name: string
   readonly policy: string | null
   readonly rules: readonly CompiledRule[]
+  /** For long chains: which rules can match at all, by the pass's devices (see ChainIndex). */
+  readonly index: ChainIndex | null
+}
+
+/**
+ * Rules that require an exact device (`-m physdev --physdev-in X`, `--physdev-out X`,
+ * `-i X`) cannot match a pass with other devices. For chains of Neutron's size
+ * (3 raw rules and 4 dispatch rules per port) the index lists, per pass, the
+ * rules worth evaluating; the others are skipped. Exact, not a heuristic: a
+ * skipped rule's device match is false. Used when steps are not recorded.
+ */
+interface ChainIndex {
+  readonly unguarded: readonly number[]
+  readonly byIn: ReadonlyMap<string, readonly number[]>
+  readonly byOut: ReadonlyMap<string, readonly number[]>
+  readonly byIface: ReadonlyMap<string, readonly number[]>
+  readonly cache: Map<string, readonly number[]>
+  readonly byPass: WeakMap<Pass, readonly number[]>
+}
+
+const INDEX_MIN_RULES = 16
+
+function buildIndex(rules: readonly Rule[]): ChainIndex | null {
+  if (rules.length < INDEX_MIN_RULES) return null
+  const unguarded: number[] = []
+  const byIn = new Map<string, number[]>()
+  const byOut = new Map<string, number[]>()
+  const byIface = new Map<string, number[]>()
+  const add = (m: Map<string, number[]>, k: string, i: number) => {
+    const l = m.get(k)
+    if (l) l.push(i)
+    else m.set(k, [i])
+  }
+  rules.forEach((rule, i) => {
+    const exact = (module: string | null, flag: string): string | null => {
+      for (const m of rule.matches) {
+        if (m.module !== module) continue
+        for (const o of m.options) {
+          const a = o.args[0]
+          if (o.flag === flag && !o.negated && a !== undefined && !a.endsWith('+')) return a
+        }
+      }
+      return null
+    }
+    const pin = exact('physdev', '--physdev-in')
+    const pout = exact('physdev', '--physdev-out')
+    const iface = exact(null, '-i')
+    if (pin !== null) add(byIn, pin, i)
+    else if (pout !== null) add(byOut, pout, i)
+    else if (iface !== null) add(byIface, iface, i)
+    else unguarded.push(i)
+  })
+  return { unguarded, byIn, byOut, byIface, cache: new Map(), byPass: new WeakMap() }
+}
+
+const EMPTY: readonly number[] = []
+
+function candidates(ix: ChainIndex, pass: Pass): readonly number[] {
+  const same = ix.byPass.get(pass)
+  if (same) return same
+  const list = candidatesByKey(ix, pass)
+  ix.byPass.set(pass, list)
+  return list
+}
+
+function candidatesByKey(ix: ChainIndex, pass: Pass): readonly number[] {
+  const key = `${pass.bridge}\u0000${pass.physdevIn ?? ''}\u0000${pass.physdevOut ?? ''}`
+  const hit = ix.cache.get(key)
+  if (hit) return hit
+  const lists = [
+    ix.unguarded,
+    pass.physdevIn !== null ? (ix.byIn.get(pass.physdevIn) ?? EMPTY) : EMPTY,
+    pass.physdevOut !== null ? (ix.byOut.get(pass.physdevOut) ?? EMPTY) : EMPTY,
+    ix.byIface.get(pass.bridge) ?? EMPTY,
+  ]
+  const out = lists.flat().sort((a, b) => a - b)
+  ix.cache.set(key, out)
+  return out
 }
 
 export interface CompiledRuleset {
@@ -214,9 +292,13 @@ export interface CompiledRuleset {
 export type IpsetMembers = Readonly<Record<string, readonly string[]>>
 
 interface SetMatcher {
+  /** Host members (/32, /128), as a hash: most of Neutron's members. */
+  readonly hosts: ReadonlySet<string | number>
   readonly prefixes: readonly Prefix[]
   readonly ranges: readonly [Addr, Addr][]
 }
+
+const hostKey = (a: Addr): string | number => (a.length === 1 ? a[0]! : `${a[0]}:${a[1]}:${a[2]}:${a[3]}`)
 
 const PROTO_NUMBERS: ReadonlyMap<string, number> = new Map([
   ...[...PROTOCOL_NAMES].map(([n, name]) => [name, n] as [string, number]),
@@ -285,6 +367,7 @@ function compileOption(
   family: Family,
   ipsets: IpsetMembers | null,
   proto: number | null,
+  setCache: Map<string, SetMatcher | string>,
 ): Matcher | string {
   const a0 = o.args[0] ?? ''
   const key = `${module ?? ''} ${o.flag}`
@@ -293,6 +376,11 @@ function compileOption(
     case ' -d': {
       const p = parsePrefix(a0)
       if (!p || p.words.length !== (family === 4 ? 1 : 4)) return `bad address ${a0}`
+      if (p.words.length === 1) {
+        const w = p.words[0]!
+        const m = p.masks[0]!
+        return o.flag === '-s' ? (c) => (c.packet.src[0]! & m) >>> 0 === w : (c) => (c.packet.dst[0]! & m) >>> 0 === w
+      }
       return o.flag === '-s' ? (c) => inPrefix(c.packet.src, p) : (c) => inPrefix(c.packet.dst, p)
     }
     case ' -i':
@@ -392,9 +480,14 @@ function compileOption(
       const flags = (o.args[1] ?? '').split(',')
       if (flags.length !== 1 || (flags[0] !== 'src' && flags[0] !== 'dst'))
         return `set flags ${o.args[1]} not simulated`
-      const sm = compileSet(members, family)
+      let sm = setCache.get(a0)
+      if (sm === undefined) {
+        sm = compileSet(members, family)
+        setCache.set(a0, sm)
+      }
       if (typeof sm === 'string') return sm
-      return flags[0] === 'src' ? (c) => setHas(sm, c.packet.src) : (c) => setHas(sm, c.packet.dst)
+      const set = sm
+      return flags[0] === 'src' ? (c) => setHas(set, c.packet.src) : (c) => setHas(set, c.packet.dst)
     }
     case 'comment --comment':
       return () => true
@@ -413,6 +506,7 @@ function compileOption(
 }
 
 function compileSet(members: readonly string[], family: Family): SetMatcher | string {
+  const hosts = new Set<string | number>()
   const prefixes: Prefix[] = []
   const ranges: [Addr, Addr][] = []
   for (const m of members) {
@@ -424,12 +518,15 @@ function compileSet(members: readonly string[], family: Family): SetMatcher | st
     }
     const p = parsePrefix(m)
     if (!p) return `bad ipset member ${m}`
-    if (p.words.length === (family === 4 ? 1 : 4)) prefixes.push(p)
+    if (p.words.length !== (family === 4 ? 1 : 4)) continue
+    if (p.masks.every((w) => w === 0xffffffff)) hosts.add(hostKey(p.words))
+    else prefixes.push(p)
   }
-  return { prefixes, ranges }
+  return { hosts, prefixes, ranges }
 }
 
 function setHas(s: SetMatcher, a: Addr): boolean {
+  if (s.hosts.has(hostKey(a))) return true
   for (const p of s.prefixes) if (inPrefix(a, p)) return true
   for (const [lo, hi] of s.ranges) if (compareAddr(a, lo) >= 0 && compareAddr(a, hi) <= 0) return true
   return false
@@ -468,11 +565,18 @@ function compileTarget(rule: Rule, tableChains: ReadonlySet<string>): TargetKind
 /** Compile a ruleset once; `ipsets` may be null when the ruleset uses none (a set match then stops a trace). */
 export function compileRuleset(r: Ruleset, family: Family, ipsets: IpsetMembers | null): CompiledRuleset {
   const tables = new Map<string, Map<string, CompiledChain>>()
+  const setCache = new Map<string, SetMatcher | string>()
   for (const table of r.tables) {
+    const bodies = new Map<string, CompiledRule>()
     const names = new Set(table.chains.map((c) => c.name))
     const chains = new Map<string, CompiledChain>()
     for (const chain of table.chains) {
       const rules: CompiledRule[] = chain.rules.map((rule, i) => {
+        // Identical rule text compiles to the same closures (a group's rules repeat in every
+        // port chain): far fewer objects, so the evaluation stays in the CPU caches.
+        const text = renderRuleBody(rule)
+        const shared = bodies.get(text)
+        if (shared) return { ...shared, num: i + 1 }
         const matchers: Matcher[] = []
         const reasons: (string | null)[] = []
         const protoOpt = rule.matches.find((m) => m.module === null)?.options.find((o) => o.flag === '-p' && !o.negated)
@@ -491,7 +595,7 @@ export function compileRuleset(r: Ruleset, family: Family, ipsets: IpsetMembers 
             continue
           }
           for (const o of m.options) {
-            const compiled = compileOption(m.module, o, family, ipsets, proto)
+            const compiled = compileOption(m.module, o, family, ipsets, proto, setCache)
             if (typeof compiled === 'string') {
               matchers.push(() => UNKNOWN)
               reasons.push(compiled)
@@ -507,15 +611,17 @@ export function compileRuleset(r: Ruleset, family: Family, ipsets: IpsetMembers 
             }
           }
         }
-        return {
+        const compiledRule: CompiledRule = {
           num: i + 1,
-          text: renderRuleBody(rule),
+          text,
           matchers,
           unknownReasons: reasons,
           target: compileTarget(rule, names),
         }
+        bodies.set(text, compiledRule)
+        return compiledRule
       })
-      chains.set(chain.name, { name: chain.name, policy: chain.policy, rules })
+      chains.set(chain.name, { name: chain.name, policy: chain.policy, rules, index: buildIndex(chain.rules) })
     }
     tables.set(table.name, chains)
   }
@@ -598,11 +704,6 @@ export interface TraceResult {
   readonly hops: readonly HopResult[]
 }
 
-interface Frame {
-  chain: CompiledChain
-  index: number
-}
-
 interface HookOutcome {
   verdict: Verdict
   decidedBy: DecidedBy | null
@@ -611,45 +712,63 @@ interface HookOutcome {
   notrack: boolean
 }
 
+// Reused between calls (the simulator is synchronous): the call stack as parallel arrays.
+const stackChain: CompiledChain[] = []
+const stackIndex: number[] = []
+const stackCand: (readonly number[] | null)[] = []
+
 function runHook(
   rs: CompiledRuleset,
   table: string,
   hook: 'PREROUTING' | 'FORWARD',
   ctx: EvalContext,
   steps: TraceStep[] | null,
+  detail: boolean,
 ): HookOutcome {
   const chains = rs.tables.get(table)
   const out: HookOutcome = { verdict: 'ACCEPT', decidedBy: null, zone: null, notrack: false }
   const start = chains?.get(hook)
   if (!start) return out
-  const stack: Frame[] = []
-  let frame: Frame = { chain: start, index: 0 }
-  const via = (): string[] => [...stack.map((f) => f.chain.name), frame.chain.name]
+  const useIndex = steps === null
+  let depth = 0
+  let chain = start
+  let index = 0
+  let cand: readonly number[] | null = useIndex && start.index ? candidates(start.index, ctx.pass) : null
+  const decide = (c: CompiledChain, num: number | null, text: string): DecidedBy | null => {
+    if (!detail) return null
+    const via: string[] = []
+    for (let i = 0; i < depth; i++) via.push(stackChain[i]!.name)
+    via.push(c.name)
+    return { table, chain: c.name, num, rule: text, via: num === null ? [start.name] : via }
+  }
   for (let guard = 0; guard < 1_000_000; guard++) {
-    const rule = frame.chain.rules[frame.index]
+    const rule = cand === null ? chain.rules[index] : index < cand.length ? chain.rules[cand[index]!] : undefined
     if (rule === undefined) {
       // End of chain: a user chain returns to its caller; a built-in chain applies its policy.
-      const caller = stack.pop()
-      if (caller) {
-        frame = caller
+      if (depth > 0) {
+        depth--
+        chain = stackChain[depth]!
+        index = stackIndex[depth]!
+        cand = stackCand[depth]!
         continue
       }
       // Back at the hook (also after a -g chain ends): the built-in chain's policy decides.
       const policy = start.policy ?? 'ACCEPT'
       steps?.push({ table, chain: start.name, num: null, rule: `policy ${policy}`, matched: true })
       out.verdict = policy === 'DROP' ? 'DROP' : 'ACCEPT'
-      out.decidedBy = { table, chain: start.name, num: null, rule: `policy ${policy}`, via: [start.name] }
+      out.decidedBy = decide(start, null, `policy ${policy}`)
       return out
     }
-    frame.index++
+    index++
     let matched = true
-    for (let i = 0; i < rule.matchers.length; i++) {
-      const v = rule.matchers[i]!(ctx)
+    const matchers = rule.matchers
+    for (let i = 0; i < matchers.length; i++) {
+      const v = matchers[i]!(ctx)
       if (v === UNKNOWN) {
-        steps?.push({ table, chain: frame.chain.name, num: rule.num, rule: rule.text, matched: false })
+        steps?.push({ table, chain: chain.name, num: rule.num, rule: rule.text, matched: false })
         out.verdict = 'UNKNOWN'
         out.unknown = rule.unknownReasons[i] ?? 'the packet lacks a field this rule needs (e.g. --src-mac)'
-        out.decidedBy = { table, chain: frame.chain.name, num: rule.num, rule: rule.text, via: via() }
+        out.decidedBy = decide(chain, rule.num, rule.text)
         return out
       }
       if (!v) {
@@ -657,38 +776,46 @@ function runHook(
         break
       }
     }
-    steps?.push({ table, chain: frame.chain.name, num: rule.num, rule: rule.text, matched })
+    steps?.push({ table, chain: chain.name, num: rule.num, rule: rule.text, matched })
     if (!matched) continue
     const t = rule.target
-    const decided = (): DecidedBy => ({ table, chain: frame.chain.name, num: rule.num, rule: rule.text, via: via() })
     switch (t.kind) {
       case 'accept':
         out.verdict = 'ACCEPT'
-        out.decidedBy = decided()
+        out.decidedBy = decide(chain, rule.num, rule.text)
         return out
       case 'drop':
         out.verdict = 'DROP'
-        out.decidedBy = decided()
+        out.decidedBy = decide(chain, rule.num, rule.text)
         return out
-      case 'return': {
-        const caller = stack.pop()
-        if (caller) frame = caller
-        else frame.index = frame.chain.rules.length
+      case 'return':
+        if (depth > 0) {
+          depth--
+          chain = stackChain[depth]!
+          index = stackIndex[depth]!
+          cand = stackCand[depth]!
+        } else index = Number.MAX_SAFE_INTEGER
         continue
-      }
       case 'jump': {
-        stack.push(frame)
-        frame = { chain: chains!.get(t.chain)!, index: 0 }
-        if (stack.length > 64) {
+        if (depth >= 64) {
           out.verdict = 'UNKNOWN'
           out.unknown = 'jump depth over 64 (a loop?)'
-          out.decidedBy = decided()
+          out.decidedBy = decide(chain, rule.num, rule.text)
           return out
         }
+        stackChain[depth] = chain
+        stackIndex[depth] = index
+        stackCand[depth] = cand
+        depth++
+        chain = chains!.get(t.chain)!
+        index = 0
+        cand = useIndex && chain.index ? candidates(chain.index, ctx.pass) : null
         continue
       }
       case 'goto':
-        frame = { chain: chains!.get(t.chain)!, index: 0 }
+        chain = chains!.get(t.chain)!
+        index = 0
+        cand = useIndex && chain.index ? candidates(chain.index, ctx.pass) : null
         continue
       case 'zone':
         if (out.zone === null && !out.notrack) out.zone = t.zone
@@ -702,7 +829,7 @@ function runHook(
       case 'unknown':
         out.verdict = 'UNKNOWN'
         out.unknown = t.reason
-        out.decidedBy = decided()
+        out.decidedBy = decide(chain, rule.num, rule.text)
         return out
     }
   }
@@ -714,6 +841,8 @@ function runHook(
 export interface TraceOptions {
   /** Record every rule evaluated (off for benchmarks). Default true. */
   readonly record?: boolean
+  /** Build decided_by (with the call stack) for each hop. Default true; off for verdict-only loops. */
+  readonly detail?: boolean
   /** Connections already seen; updated with the packet's flow in each zone that accepts it. */
   readonly conntrack?: Conntrack
 }
@@ -730,12 +859,13 @@ export function tracePacket(
   options: TraceOptions = {},
 ): TraceResult {
   const record = options.record ?? true
+  const detail = options.detail ?? true
   const hops: HopResult[] = []
   let verdict: Verdict = 'ACCEPT'
   for (const pass of path) {
     const steps: TraceStep[] | null = record ? [] : null
     const ctx: EvalContext = { packet, pass, hook: 'PREROUTING', state: 'NEW' }
-    const raw = runHook(rs, 'raw', 'PREROUTING', ctx, steps)
+    const raw = runHook(rs, 'raw', 'PREROUTING', ctx, steps, detail)
     const zone = raw.zone ?? 0
     if (raw.verdict !== 'ACCEPT') {
       hops.push(hopOf(pass, zone, ctx.state, raw, steps))
@@ -750,7 +880,7 @@ export function tracePacket(
     }
     ctx.hook = 'FORWARD'
     ctx.state = state
-    const filter = runHook(rs, 'filter', 'FORWARD', ctx, steps)
+    const filter = runHook(rs, 'filter', 'FORWARD', ctx, steps, detail)
     hops.push(hopOf(pass, zone, state, filter, steps))
     if (filter.verdict !== 'ACCEPT') {
       verdict = filter.verdict

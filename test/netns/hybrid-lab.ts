@@ -129,20 +129,25 @@ export class HybridLab {
     this.h('bridge', 'fdb', 'add', EXT_MAC, 'dev', 'uplink', 'master', 'static')
   }
 
-  /** Load a compiled IPv4 document (and its ipsets) into the host. */
-  load(ipv4: string, ipsets: Readonly<Record<string, readonly string[]>>): void {
-    this.h('iptables', '-t', 'filter', '-F')
-    this.h('iptables', '-t', 'filter', '-X')
-    this.h('iptables', '-t', 'raw', '-F')
-    this.h('iptables', '-t', 'raw', '-X')
+  /** Load a compiled document of one family (and the ipsets of that family) into the host. */
+  load(doc: string, ipsets: Readonly<Record<string, readonly string[]>>, family: 4 | 6 = 4): void {
+    for (const ipt of ['iptables', 'ip6tables'])
+      for (const t of ['filter', 'raw']) {
+        this.h(ipt, '-t', t, '-F')
+        this.h(ipt, '-t', t, '-X')
+      }
     this.h('ipset', 'destroy')
     for (const [name, members] of Object.entries(ipsets)) {
-      if (name.startsWith('NIPv6')) continue
-      this.h('ipset', 'create', name, 'hash:net', 'family', 'inet')
+      const v6 = name.startsWith('NIPv6') || members.some((m) => m.includes(':'))
+      if (v6 !== (family === 6)) continue
+      this.h('ipset', 'create', name, 'hash:net', 'family', v6 ? 'inet6' : 'inet')
       for (const m of members) this.h('ipset', 'add', name, m)
     }
-    this.host.exec('iptables-restore', [], ipv4)
+    this.host.exec(family === 4 ? 'iptables-restore' : 'ip6tables-restore', [], doc)
+    this.family = family
   }
+
+  private family: 4 | 6 = 4
 
   flushConntrack(): void {
     // conntrack -F exits 1 when the table is already empty on some versions; ignore that.
@@ -153,7 +158,7 @@ export class HybridLab {
 
   /** Packet counters of every rule and built-in chain policy: `table chain num` / `table chain policy`. */
   counters(): Map<string, number> {
-    const { ruleset } = parseIptablesSave(this.h('iptables-save', '-c'))
+    const { ruleset } = parseIptablesSave(this.h(this.family === 4 ? 'iptables-save' : 'ip6tables-save', '-c'))
     const out = new Map<string, number>()
     for (const t of ruleset.tables) {
       if (t.name !== 'filter' && t.name !== 'raw') continue

@@ -18,6 +18,7 @@ import sys
 import time
 
 from scapy.all import ICMP, IP, TCP, UDP, Ether, Raw  # noqa: E402
+from scapy.layers.inet6 import IPv6, ICMPv6Unknown  # noqa: E402
 
 CLONE_NEWNET = 0x40000000
 ETH_P_ALL = 0x0003
@@ -41,8 +42,21 @@ def packet_socket():
 
 
 def frame(r):
-    ip = IP(src=r["src_ip"], dst=r["dst_ip"], id=r["ip_id"], ttl=64)
     proto = r["proto"]
+    if ":" in r["src_ip"]:
+        # IPv6: the flow label identifies the probe.
+        ip6 = IPv6(src=r["src_ip"], dst=r["dst_ip"], fl=r["ip_id"] & 0xFFFFF, hlim=255)
+        if proto == 6:
+            l4 = TCP(sport=r["sport"], dport=r["dport"], flags=r.get("tcp_flags", "S"), seq=1000)
+        elif proto == 17:
+            l4 = UDP(sport=r["sport"], dport=r["dport"])
+        elif proto == 58:
+            l4 = ICMPv6Unknown(type=r["icmp_type"], code=r["icmp_code"])
+        else:
+            ip6.nh = proto
+            l4 = Raw()
+        return bytes(Ether(src=r["src_mac"], dst=r["dst_mac"]) / ip6 / l4 / Raw(b"sgwall-probe"))
+    ip = IP(src=r["src_ip"], dst=r["dst_ip"], id=r["ip_id"], ttl=64)
     if proto == 6:
         l4 = TCP(sport=r["sport"], dport=r["dport"], flags=r.get("tcp_flags", "S"), seq=1000)
     elif proto == 17:
@@ -56,6 +70,15 @@ def frame(r):
 
 
 def matches(data, r):
+    if ":" in r["src_ip"]:
+        if len(data) < 54 or data[12:14] != b"\x86\xdd":
+            return False
+        fl = int.from_bytes(data[15:18], "big") & 0xFFFFF
+        return (
+            fl == r["ip_id"] & 0xFFFFF
+            and data[22:38] == socket.inet_pton(socket.AF_INET6, r["src_ip"])
+            and data[38:54] == socket.inet_pton(socket.AF_INET6, r["dst_ip"])
+        )
     if len(data) < 34 or data[12:14] != b"\x08\x00":
         return False
     ip_id = int.from_bytes(data[18:20], "big")

@@ -151,8 +151,101 @@ interface Probe {
   sport?: number
   dport?: number
   icmpType?: number
+  icmpCode?: number
   tcpFlags?: string
   state: CtState
+}
+
+const EXT_IPS6 = ['2001:db8:1::200', '2001:db8:99::5', 'fe80::99']
+
+/** IPv6 probes: as IPv4 plus neighbour discovery, MLD and router advertisements (untracked by conntrack). */
+function randomProbe6(r: () => number, ports: readonly Port[]): Probe {
+  const v6 = (p: Port) => p.fixed_ips.find((ip) => ip.includes(':'))!
+  const ends = [...ports.map((p) => p.id), 'ext']
+  const from = pick(r, ends)
+  const to = pick(
+    r,
+    ends.filter((e) => e !== from && !(e === 'ext' && from === 'ext')),
+  )
+  const portOf = (id: string) => ports.find((p) => p.id === id)
+  const extIp = pick(r, EXT_IPS6)
+  let srcIp = from === 'ext' ? extIp : v6(portOf(from)!)
+  let srcMac = from === 'ext' ? EXT_MAC : portOf(from)!.mac_address
+  const dstIp = to === 'ext' ? (from === 'ext' ? extIp : pick(r, EXT_IPS6)) : v6(portOf(to)!)
+  const dstMac = to === 'ext' ? EXT_MAC : portOf(to)!.mac_address
+  const spoof = r()
+  if (from !== 'ext' && spoof < 0.1) srcIp = `2001:db8:30::${hex(r, 3)}`
+  else if (from !== 'ext' && spoof < 0.2) srcMac = `fa:16:3e:bb:00:${hex(r, 2)}`
+  const kind = pick(r, [
+    'syn',
+    'syn',
+    'ack',
+    'finack',
+    'udp',
+    'dhcp',
+    'echo',
+    'echoreply',
+    'ns',
+    'na',
+    'ra',
+    'mld',
+  ] as const)
+  const dport = pick(r, [22, 80, 53, 443, 5000])
+  const sport = 1024 + Math.floor(r() * 60000)
+  let p: Omit<Probe, 'trace' | 'from' | 'to' | 'srcIp' | 'dstIp' | 'srcMac' | 'dstMac'>
+  switch (kind) {
+    case 'syn':
+      p = { proto: 6, sport, dport, tcpFlags: 'S', state: 'NEW' }
+      break
+    case 'ack':
+      p = { proto: 6, sport, dport, tcpFlags: 'A', state: 'NEW' }
+      break
+    case 'finack':
+      p = { proto: 6, sport, dport, tcpFlags: 'FA', state: 'INVALID' }
+      break
+    case 'udp':
+      p = { proto: 17, sport, dport, state: 'NEW' }
+      break
+    case 'dhcp':
+      p =
+        r() < 0.5
+          ? { proto: 17, sport: 546, dport: 547, state: 'NEW' }
+          : { proto: 17, sport: 547, dport: 546, state: 'NEW' }
+      break
+    case 'echo':
+      p = { proto: 58, icmpType: 128, icmpCode: 0, state: 'NEW' }
+      break
+    case 'echoreply':
+      p = { proto: 58, icmpType: 129, icmpCode: 0, state: 'INVALID' }
+      break
+    case 'ns':
+      p = { proto: 58, icmpType: 135, icmpCode: 0, state: 'NEW' }
+      break
+    case 'na':
+      p = { proto: 58, icmpType: 136, icmpCode: 0, state: 'NEW' }
+      break
+    case 'ra':
+      p = { proto: 58, icmpType: 134, icmpCode: 0, state: 'NEW' }
+      break
+    case 'mld':
+      p = { proto: 58, icmpType: 131, icmpCode: 0, state: 'NEW' }
+      break
+  }
+  const trace: TraceRequest = {
+    from: from === 'ext' ? srcIp : from,
+    to: to === 'ext' ? dstIp : to,
+    proto: String(p.proto),
+    family: 6,
+    srcIp,
+    dstIp,
+    srcMac,
+    state: p.state,
+    ...(p.sport !== undefined ? { sport: p.sport } : {}),
+    ...(p.dport !== undefined ? { dport: p.dport } : {}),
+    ...(p.icmpType !== undefined ? { icmpType: p.icmpType, icmpCode: p.icmpCode ?? 0 } : {}),
+    ...(p.tcpFlags !== undefined ? { tcpFlags: p.tcpFlags === 'S' ? 2 : p.tcpFlags === 'A' ? 16 : 17 } : {}),
+  }
+  return { ...p, trace, from, to, srcIp, dstIp, srcMac, dstMac }
 }
 
 const EXT_IPS = ['192.168.1.200', '8.8.8.8', '192.168.5.5', '10.1.2.3']
@@ -240,16 +333,17 @@ async function runProbes(
   ipsets: Readonly<Record<string, readonly string[]>>,
   index: number,
   count = PACKETS_PER_SCENARIO,
+  family: 4 | 6 = 4,
 ): Promise<string[]> {
-  const ports = scenario.ports.filter((p) => p.fixed_ips.some((ip) => ip.includes('.')))
+  const ports = scenario.ports.filter((p) => p.fixed_ips.some((ip) => ip.includes(family === 4 ? '.' : ':')))
   const lab = new HybridLab(ports)
   labs.push(lab)
-  lab.load(ipv4Text, ipsets)
+  lab.load(ipv4Text, ipsets, family)
   const tracer = new HostTracer({
     config: scenario.config,
     state: scenario,
-    ipv4,
-    ipv6: { tables: [] },
+    ipv4: family === 4 ? ipv4 : { tables: [] },
+    ipv6: family === 6 ? ipv4 : { tables: [] },
     ipsets,
     brInt: 'linux',
   })
@@ -258,7 +352,7 @@ async function runProbes(
   let delivered = 0
   const reasons = new Map<string, number>()
   for (let i = 0; i < count; i++) {
-    const probe = randomProbe(r, ports)
+    const probe = family === 4 ? randomProbe(r, ports) : randomProbe6(r, ports)
     lab.flushConntrack()
     const before = lab.counters()
     const got = await lab.probe({
@@ -270,7 +364,7 @@ async function runProbes(
       dst_ip: probe.dstIp,
       proto: probe.proto,
       ...(probe.sport !== undefined ? { sport: probe.sport, dport: probe.dport! } : {}),
-      ...(probe.icmpType !== undefined ? { icmp_type: probe.icmpType, icmp_code: 0 } : {}),
+      ...(probe.icmpType !== undefined ? { icmp_type: probe.icmpType, icmp_code: probe.icmpCode ?? 0 } : {}),
       ...(probe.tcpFlags !== undefined ? { tcp_flags: probe.tcpFlags } : {}),
       ip_id: 1000 + i,
     })
@@ -383,6 +477,26 @@ describe.skipIf(skip !== null)('trace equals the kernel (hybrid plug, Linux br-i
     )
     expect(mismatches).toEqual([])
   })
+
+  it.each(['default-sg-dualstack', 'stateless-group', 'remote-ip-prefix-v6', 'allowed-address-pairs'])(
+    'IPv6: fixture %s',
+    async (fixture) => {
+      const scenario = fixtureScenario(fixture)
+      const compiled = compileHost(scenario, scenario.config)
+      const mismatches = await runProbes(
+        labs,
+        `IPv6 ${fixture}`,
+        scenario,
+        compiled.ipv6,
+        renderNormalized(compiled.ipv6),
+        compiled.ipsets,
+        50 + fixture.length,
+        PACKETS_PER_SCENARIO,
+        6,
+      )
+      expect(mismatches).toEqual([])
+    },
+  )
 
   it('hand-written chains: goto, RETURN, negation, wildcards, multiport, iprange, tcp flags, conntrack, mac, set, LOG, notrack', async () => {
     const scenario = fixtureScenario('ports-sharing-groups')
