@@ -233,6 +233,24 @@ for (const d of storeDialects()) {
       ).toBe(204)
     })
 
+    it('concurrent writers never lose an update (revision_number counts every rule)', async () => {
+      const c = h.as('concurrent')
+      const g = await group(c, 'busy')
+      const results = await Promise.all(
+        Array.from({ length: 16 }, (_, k) =>
+          rule(c, g.id, { protocol: 'tcp', port_range_min: 7000 + k, port_range_max: 7000 + k }),
+        ),
+      )
+      expect(results.map((r) => r.status)).toEqual(Array(16).fill(201))
+      const dupes = await Promise.all(
+        Array.from({ length: 4 }, () => rule(c, g.id, { protocol: 'udp', port_range_min: 9, port_range_max: 9 })),
+      )
+      expect(dupes.map((r) => r.status).sort()).toEqual([201, 409, 409, 409])
+      const after = (await c.req('GET', `/v2.0/security-groups/${g.id}`)).json.security_group
+      expect(after.security_group_rules).toHaveLength(2 + 16 + 1)
+      expect(after.revision_number).toBe(1 + 16 + 1)
+    })
+
     it('deleting a group deletes rules in other groups that name it as remote group', async () => {
       const a = await group(demo, 'a-remote')
       const b = await group(demo, 'b-remote')
