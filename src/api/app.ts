@@ -7,10 +7,11 @@ import { randomUUID } from 'node:crypto'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Store } from '../store/index.js'
 import { type Body, parseEnvelope, processAttributes } from './body.js'
-import { checkIfMatch, loadTags, QUOTA_DEFAULTS, type TagResource } from './common.js'
+import { checkIfMatch, loadTags, QUOTA_DEFAULTS, sharedGroupIds, type TagResource } from './common.js'
 import type { RequestContext } from './context.js'
 import { validateString } from './convert.js'
 import { extensions } from './extensions.js'
+import { GroupCache } from './group-cache.js'
 import { applyList, type CollectionSpec, parseListOptions, type Query, selectFields, type Wire } from './listing.js'
 import { type Metrics, newMetrics } from './metrics.js'
 import {
@@ -29,7 +30,7 @@ import {
   updateNetwork,
   updateSubnet,
 } from './networks.js'
-import { badRequest, NeutronError, nerr, policy } from './neutron-error.js'
+import { badRequest, NeutronError, nerr, policy, sgNotFound } from './neutron-error.js'
 import { createPorts, deletePort, PORT_LIST, portDetails, portRows, portWire, showPort, updatePort } from './ports.js'
 import {
   createRbac,
@@ -52,7 +53,6 @@ import {
   deleteRule,
   ensureDefaultGroup,
   GROUP_LIST,
-  groupsWire,
   listRuleRows,
   loadGroupRows,
   RULE_ATTRS,
@@ -111,14 +111,36 @@ declare module 'fastify' {
 const NOT_FOUND = { type: 'HTTPNotFound', message: 'The resource could not be found.' } as const
 
 export async function build(opts: BuildOptions): Promise<FastifyInstance> {
-  const { store, auth } = opts
+  const { auth } = opts
+  const metrics = opts.metrics ?? newMetrics()
+  // Every write transaction is timed for /metrics (sgwall_store_duration_seconds{op="write"}).
+  const store: Store = {
+    ...opts.store,
+    async write(fn) {
+      const t0 = performance.now()
+      try {
+        return await opts.store.write(fn)
+      } finally {
+        metrics.observeStore('write', (performance.now() - t0) / 1000)
+      }
+    },
+  }
   const app = Fastify({
     logger: opts.logger ?? false,
     bodyLimit: 4 * 1024 * 1024,
     genReqId: () => `req-${randomUUID()}`,
+    // Neutron accepts a `.json` format suffix (tempest uses `/quotas/<p>/details.json`).
+    rewriteUrl: (req) => (req.url ?? '/').replace(/^([^?]*?)\.json(?=\?|$)/, '$1'),
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1000 },
+    // Errors Fastify raises before routing (bad URL encoding, bad content type) keep the Neutron shape.
+    frameworkErrors: (error, _req, res) => {
+      const reply = res as unknown as FastifyReply
+      void reply
+        .code(400)
+        .header('X-Openstack-Request-Id', `req-${randomUUID()}`)
+        .send({ NeutronError: { type: 'HTTPBadRequest', message: error.message, detail: '' } })
+    },
   })
-  const metrics = opts.metrics ?? newMetrics()
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body))
 
@@ -206,6 +228,8 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     readonly resource: string
     readonly spec: CollectionSpec
     list(req: FastifyRequest, ctx: RequestContext): Promise<Wire[]>
+    /** Optional fast path: the whole response body as JSON text (no filters, fields, sort or paging). */
+    listJson?(req: FastifyRequest, ctx: RequestContext): Promise<string | null>
     show(ctx: RequestContext, id: string): Promise<Wire>
     create(ctx: RequestContext, items: Body[], bulk: boolean): Promise<Wire[]>
     update?(ctx: RequestContext, id: string, item: Body, ifMatch: string | string[] | undefined): Promise<Wire>
@@ -215,9 +239,13 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
 
   const wire = (c: Collection) => {
     const coll = c.spec.collection
-    app.get(`/v2.0/${c.path}`, async (req) => {
+    app.get(`/v2.0/${c.path}`, async (req, reply) => {
       const ctx = ctxOf(req)
       const opts = parseListOptions(q(req), c.spec)
+      if (c.listJson && Object.keys(q(req)).length === 0) {
+        const text = await c.listJson(req, ctx)
+        if (text !== null) return reply.type('application/json; charset=utf-8').send(text)
+      }
       const objects = await c.list(req, ctx)
       const out = applyList(objects, opts, `${baseUrl(req)}/v2.0/${c.path}`, q(req))
       const body: Record<string, unknown> = { [coll]: out.items }
@@ -264,6 +292,28 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     const v = [q(req).project_id, q(req).tenant_id].flat().filter((x): x is string => typeof x === 'string')
     return v
   }
+  const groupCache = new GroupCache(store)
+  /** Groups visible to ctx from the cache; groups shared to ctx get `shared: true`. */
+  const visibleCachedGroups = async (ctx: RequestContext) => {
+    const snap = await groupCache.get()
+    if (ctx.isAdmin) {
+      const shared = await sharedGroupIds(store.db, ctx)
+      return snap.groups.map((g) =>
+        shared.has(g.wire.id as string) && g.projectId !== ctx.projectId ? withShared(g) : g,
+      )
+    }
+    const shared = await sharedGroupIds(store.db, ctx)
+    const out = []
+    for (const g of snap.groups) {
+      if (g.projectId === ctx.projectId) out.push(g)
+      else if (shared.has(g.wire.id as string)) out.push(withShared(g))
+    }
+    return out
+  }
+  const withShared = (g: { projectId: string; wire: Wire }) => {
+    const wire = { ...g.wire, shared: true }
+    return { projectId: g.projectId, wire, json: JSON.stringify(wire) }
+  }
   const ensureForList = async (req: FastifyRequest, ctx: RequestContext) => {
     const wanted = projectFilter(req)
     const targets = wanted.length ? wanted.filter((p) => p === ctx.projectId || ctx.isAdmin) : [ctx.projectId]
@@ -276,8 +326,8 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     spec: GROUP_LIST,
     async list(req, ctx) {
       await ensureForList(req, ctx)
-      const rows = await loadGroupRows(store.db, ctx)
       if (!needsRules(req)) {
+        const rows = await loadGroupRows(store.db, ctx)
         const tags = await loadTags(store.db, 'security_groups', null)
         const shared = new Set(
           (
@@ -302,9 +352,22 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
           project_id: g.project_id,
         }))
       }
-      return groupsWire(store.db, ctx, rows, true)
+      return (await visibleCachedGroups(ctx)).map((g) => g.wire)
     },
-    show: (ctx, id) => showGroup(store.db, ctx, id),
+    async listJson(req, ctx) {
+      await ensureForList(req, ctx)
+      const groups = await visibleCachedGroups(ctx)
+      return `{"security_groups":[${groups.map((g) => g.json).join(',')}]}`
+    },
+    async show(ctx, id) {
+      const g = (await groupCache.get()).byId.get(id)
+      if (!g) throw sgNotFound(id)
+      if (g.projectId === ctx.projectId) return g.wire
+      const shared = await sharedGroupIds(store.db, ctx)
+      if (shared.has(id)) return withShared(g).wire
+      if (ctx.isAdmin) return g.wire
+      throw sgNotFound(id)
+    },
     create: (ctx, items) => createGroups(store, ctx, items),
     update: (ctx, id, item, im) => updateGroup(store, ctx, id, item, im),
     remove: (ctx, id, im) => deleteGroup(store, ctx, id, im),

@@ -113,3 +113,6 @@ export async function sharedGroupIds(db: Db, ctx: RequestContext): Promise<Set<s
     .execute()
   return new Set(rows.map((r) => r.object_id))
 }
+
+/** An `IN` list that matches no id (ids are never empty strings); avoids `IN ()`. */
+export const NO_IDS: readonly string[] = ['']

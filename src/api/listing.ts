@@ -13,6 +13,8 @@ export interface CollectionSpec {
   /** Filterable attribute → converter of one query value (identity when absent). */
   readonly filters: Readonly<Record<string, ((v: string) => unknown) | null>>
   readonly sortable: readonly string[]
+  /** Accepted as filters but ignored (Neutron 21 ignores `normalized_cidr`, spec §4.1). */
+  readonly ignored?: readonly string[]
 }
 
 const NOT_FILTERS = new Set(['fields', 'sort_key', 'sort_dir', 'limit', 'marker', 'page_reverse', 'verbose'])
@@ -35,7 +37,12 @@ export interface ListOptions {
 
 export function parseListOptions(q: Query, spec: CollectionSpec): ListOptions {
   const bad = Object.keys(q).filter(
-    (k) => !NOT_FILTERS.has(k) && !TAG_FILTERS.has(k) && !Object.hasOwn(spec.filters, k) && k !== 'tenant_id',
+    (k) =>
+      !NOT_FILTERS.has(k) &&
+      !TAG_FILTERS.has(k) &&
+      !Object.hasOwn(spec.filters, k) &&
+      k !== 'tenant_id' &&
+      !spec.ignored?.includes(k),
   )
   const tagsAllowed = Object.hasOwn(spec.filters, 'tags')
   const badTags = tagsAllowed ? [] : Object.keys(q).filter((k) => TAG_FILTERS.has(k))
@@ -45,7 +52,7 @@ export function parseListOptions(q: Query, spec: CollectionSpec): ListOptions {
   const filters = new Map<string, unknown[]>()
   const tagFilters = new Map<string, string[]>()
   for (const k of Object.keys(q)) {
-    if (NOT_FILTERS.has(k)) continue
+    if (NOT_FILTERS.has(k) || spec.ignored?.includes(k)) continue
     if (TAG_FILTERS.has(k)) {
       tagFilters.set(
         k,

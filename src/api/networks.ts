@@ -3,7 +3,7 @@ import type { Store } from '../store/index.js'
 import type { NetworkTable, SubnetTable } from '../store/schema.js'
 import { type Cidr, contains, fromBig, parseCidr, toBig } from './addresses.js'
 import { type AttrDef, type Body, processAttributes } from './body.js'
-import { b, checkIfMatch, checkQuota, type Db, i, loadTags, newId } from './common.js'
+import { b, checkIfMatch, checkQuota, type Db, i, loadTags, NO_IDS, newId } from './common.js'
 import type { RequestContext } from './context.js'
 import { convertBoolean, parseAddress, validateString, validateUuid } from './convert.js'
 import type { CollectionSpec, Wire } from './listing.js'
@@ -83,7 +83,7 @@ export function networkWire(n: NetworkTable, subnets: readonly string[], tags: r
 
 export async function networkRows(db: Db, ctx: RequestContext, ids?: readonly string[]) {
   let q = db.selectFrom('networks').selectAll()
-  if (ids) q = q.where('id', 'in', ids.length ? ids : ['\u0000'])
+  if (ids) q = q.where('id', 'in', ids.length ? ids : NO_IDS)
   if (!ctx.isAdmin) q = q.where((eb) => eb.or([eb('project_id', '=', ctx.projectId), eb('shared', '=', 1)]))
   return q.execute()
 }
@@ -328,7 +328,7 @@ export function subnetWire(s: SubnetTable, tags: readonly string[]): Wire {
 
 export async function subnetRows(db: Db, ctx: RequestContext, ids?: readonly string[]) {
   let q = db.selectFrom('subnets').selectAll()
-  if (ids) q = q.where('id', 'in', ids.length ? ids : ['\u0000'])
+  if (ids) q = q.where('id', 'in', ids.length ? ids : NO_IDS)
   if (!ctx.isAdmin)
     q = q.where((eb) =>
       eb.or([

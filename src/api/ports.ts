@@ -4,7 +4,7 @@ import type { Store, WriteContext } from '../store/index.js'
 import type { PortTable, SubnetTable } from '../store/schema.js'
 import { contains, fromBig, parseCidr, toBig } from './addresses.js'
 import { type AttrDef, type Body, processAttributes } from './body.js'
-import { b, checkIfMatch, checkQuota, type Db, i, loadTags, newId } from './common.js'
+import { b, checkIfMatch, checkQuota, type Db, i, loadTags, NO_IDS, newId } from './common.js'
 import type { RequestContext } from './context.js'
 import {
   convertBoolean,
@@ -223,7 +223,7 @@ export function portWire(p: PortDetail, ctx: RequestContext): Wire {
 
 export async function portRows(db: Db, ctx: RequestContext, ids?: readonly string[], host?: string) {
   let q = db.selectFrom('ports').selectAll()
-  if (ids) q = q.where('id', 'in', ids.length ? ids : ['\u0000'])
+  if (ids) q = q.where('id', 'in', ids.length ? ids : NO_IDS)
   if (host !== undefined) q = q.where('binding_host_id', '=', host)
   if (!ctx.isAdmin) q = q.where('project_id', '=', ctx.projectId)
   return q.orderBy('standard_attr_id').execute()

@@ -5,7 +5,7 @@
 import type { Store, WriteContext } from '../store/index.js'
 import type { SecurityGroupRuleTable, SecurityGroupTable } from '../store/schema.js'
 import { type AttrDef, type Body, processAttributes } from './body.js'
-import { b, checkIfMatch, checkQuota, type Db, i, loadTags, newId, sharedGroupIds } from './common.js'
+import { b, checkIfMatch, checkQuota, type Db, i, loadTags, NO_IDS, newId, sharedGroupIds } from './common.js'
 import type { RequestContext } from './context.js'
 import {
   convertBoolean,
@@ -153,6 +153,7 @@ export const RULE_LIST: CollectionSpec = {
     normalized_cidr: identity,
     revision_number: (v) => Number(v),
   },
+  ignored: ['normalized_cidr'],
   sortable: [
     'id',
     'security_group_id',
@@ -177,7 +178,7 @@ export async function loadGroupRows(
   ids?: readonly string[],
 ): Promise<SecurityGroupTable[]> {
   let q = db.selectFrom('security_groups').selectAll()
-  if (ids) q = q.where('id', 'in', ids.length ? ids : ['\u0000'])
+  if (ids) q = q.where('id', 'in', ids.length ? ids : NO_IDS)
   if (!ctx.isAdmin)
     q = q.where((eb) =>
       eb.or([
@@ -262,7 +263,7 @@ export async function showGroup(db: Db, ctx: RequestContext, id: string): Promis
 /** Rules visible to ctx: own rules plus every rule in a group ctx owns (admin: all). */
 export async function listRuleRows(db: Db, ctx: RequestContext, groupIds: readonly string[] | null) {
   let q = db.selectFrom('security_group_rules').selectAll()
-  if (groupIds) q = q.where('security_group_id', 'in', groupIds.length ? groupIds : ['\u0000'])
+  if (groupIds) q = q.where('security_group_id', 'in', groupIds.length ? groupIds : NO_IDS)
   if (!ctx.isAdmin)
     q = q.where((eb) =>
       eb.or([
@@ -694,11 +695,22 @@ export async function createRules(store: Store, ctx: RequestContext, items: Body
         throw nerr('AddressGroupNotFound', `Address group ${d.remote_address_group_id} could not be found.`)
       if (!visibleIds.has(d.security_group_id)) throw sgNotFound(d.security_group_id)
     }
-    const existing = await w.tx
-      .selectFrom('security_group_rules')
-      .selectAll()
-      .where('security_group_id', 'in', [...new Set(drafts.map((d) => d.security_group_id))])
-      .execute()
+    // Candidates for duplicates: same group, direction, ethertype and port range (the rest is compared in JS).
+    const existing = (
+      await Promise.all(
+        drafts.map((d) =>
+          w.tx
+            .selectFrom('security_group_rules')
+            .selectAll()
+            .where('security_group_id', '=', d.security_group_id)
+            .where('direction', '=', d.direction)
+            .where('ethertype', '=', d.ethertype)
+            .where('port_range_min', d.port_range_min === null ? 'is' : '=', d.port_range_min)
+            .where('port_range_max', d.port_range_max === null ? 'is' : '=', d.port_range_max)
+            .execute(),
+        ),
+      )
+    ).flat()
     const byKey = new Map(existing.map((r) => [dupKey(r), r.id]))
     const inPost = new Set<string>()
     for (const d of drafts) {

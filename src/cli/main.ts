@@ -4,13 +4,16 @@
  */
 import { Command } from 'commander'
 import { AppError, exitCode } from '../errors.js'
+import { register as registerAgent } from './commands/agent.js'
 import { register as registerApply } from './commands/apply.js'
 import { register as registerCounters } from './commands/counters.js'
 import { register as registerDiff } from './commands/diff.js'
 import { register as registerExplain } from './commands/explain.js'
 import { register as registerLab } from './commands/lab.js'
 import { register as registerRender } from './commands/render.js'
+import { register as registerServe } from './commands/serve.js'
 import { register as registerStart } from './commands/start.js'
+import { register as registerTrace } from './commands/trace.js'
 
 const program = new Command()
 program
@@ -21,10 +24,13 @@ program.exitOverride()
 
 registerRender(program)
 registerExplain(program)
+registerTrace(program)
 registerApply(program)
 registerDiff(program)
 registerCounters(program)
 registerLab(program)
+registerServe(program)
+registerAgent(program)
 registerStart(program)
 
 try {

@@ -96,6 +96,9 @@ export class CompileCache {
   /** ipset entries of one member list, sorted (keyed on the list's identity). */
   readonly ipsetCache = new WeakMap<readonly string[], readonly string[]>()
   readonly entries = new Map<string, PortEntry>()
+  /** The memory the last compile returned, and the pieces the fast path reuses. */
+  lastMemory: AgentMemory | null = null
+  lastChains: { memory: AgentMemory; common: readonly Chain[]; portChains: readonly PortChains[] } | null = null
   readonly zoneKeys = new WeakMap<Port, string>()
   readonly splits = new WeakMap<readonly Port[], PortSplit>()
   /** Group rules of one port group list (ipset on: they do not depend on the port). */
@@ -124,7 +127,11 @@ interface PortSplit {
 }
 
 interface PortLocal {
+  readonly iChain: string
+  readonly oChain: string
+  /** Provider rules, first copy kept, and their texts. */
   readonly provider: readonly Rule[]
+  readonly providerTexts: ReadonlySet<string>
   readonly spoof: Chain | null
   readonly jumpToSpoof: Rule | null
 }
@@ -361,20 +368,18 @@ export class HostCompiler {
   }
 
   /** RELATED,ESTABLISHED, provider rules + group rules (first copy kept), INVALID, fallback jump. */
-  private sgSection(provider: readonly Rule[], sg: SgList): Rule[] {
+  private sgSection(local: PortLocal | null, sg: SgList): Rule[] {
     const out: Rule[] = [ESTABLISHED_RULE]
-    const providerTexts = new Set<string>()
-    for (const r of provider) {
-      const k = renderRuleBody(r)
-      if (providerTexts.has(k)) continue
-      providerTexts.add(k)
-      out.push(r)
+    if (local === null) {
+      for (const r of sg.rules) out.push(r)
+    } else {
+      for (const r of local.provider) out.push(r)
+      let clash = false
+      for (const k of local.providerTexts) if (sg.texts.has(k)) clash = true
+      if (clash) {
+        for (const r of sg.rules) if (!local.providerTexts.has(renderRuleBody(r))) out.push(r)
+      } else for (const r of sg.rules) out.push(r)
     }
-    let clash = false
-    for (const k of providerTexts) if (sg.texts.has(k)) clash = true
-    if (clash) {
-      for (const r of sg.rules) if (!providerTexts.has(renderRuleBody(r))) out.push(r)
-    } else for (const r of sg.rules) out.push(r)
     out.push(INVALID_RULE, this.fallback)
     return out
   }
@@ -436,14 +441,26 @@ export class HostCompiler {
       provider.push(V4_DHCP_BROADCAST_RULE)
     }
     const entries = this.spoofEntries(p, ethertype)
-    const sChain = portChainName(this.config.firewall_driver, 's', p.id)
+    const driver = this.config.firewall_driver
+    const sChain = portChainName(driver, 's', p.id)
+    const providerTexts = new Set<string>()
+    const uniqueProvider: Rule[] = []
+    for (const r of provider) {
+      const k = renderRuleBody(r)
+      if (providerTexts.has(k)) continue
+      providerTexts.add(k)
+      uniqueProvider.push(r)
+    }
+    const names = { iChain: portChainName(driver, 'i', p.id), oChain: portChainName(driver, 'o', p.id) }
     return entries.length > 0
       ? {
-          provider,
+          ...names,
+          provider: uniqueProvider,
+          providerTexts,
           spoof: { name: sChain, policy: null, rules: dedupKeepLast(this.spoofRules(entries)) },
           jumpToSpoof: jumpRule(sChain),
         }
-      : { provider, spoof: null, jumpToSpoof: null }
+      : { ...names, provider: uniqueProvider, providerTexts, spoof: null, jumpToSpoof: null }
   }
 
   /** The i/o/s chains of one filtered port in one family. */
@@ -453,19 +470,18 @@ export class HostCompiler {
     groups: ReadonlyMap<string, SecurityGroup>,
     state: HostState,
   ): Chain[] {
-    const driver = this.config.firewall_driver
     const local = this.portLocal(p, ethertype)
     const chains: Chain[] = []
 
     const sgIn = this.sgList(p, 'ingress', ethertype, groups, state)
-    let ingress: Rule[] = this.sgSection(local.provider, sgIn)
+    let ingress: Rule[] = this.sgSection(local, sgIn)
     if (ethertype === 'IPv6') {
       // IptablesManager keeps the last copy of a duplicate line: a group rule equal to a
       // fixed ICMPv6 rule removes the fixed one (neutron-behaviour.md, surprise 2).
       const fixed = INGRESS_ICMP6_RULES.filter((r) => !sgIn.texts.has(renderRuleBody(r)))
       ingress = fixed.concat(ingress)
     }
-    chains.push({ name: portChainName(driver, 'i', p.id), policy: null, rules: ingress })
+    chains.push({ name: local.iChain, policy: null, rules: ingress })
 
     const egress: Rule[] = ethertype === 'IPv4' ? [V4_DHCP_DISCOVER_RULE] : [...V6_UNSPEC_RULES]
     if (local.spoof && local.jumpToSpoof) {
@@ -475,8 +491,8 @@ export class HostCompiler {
     if (ethertype === 'IPv4') egress.push(V4_DHCP_CLIENT_RULE, V4_DHCP_SPOOF_RULE)
     else egress.push(V6_RA_DROP_RULE, V6_ICMP_ALLOW_RULE, V6_DHCP_CLIENT_RULE, V6_DHCP_SPOOF_RULE)
     // Group rules carry no comment and never jump, so they cannot repeat a fixed egress rule.
-    for (const r of this.sgSection([], this.sgList(p, 'egress', ethertype, groups, state))) egress.push(r)
-    chains.push({ name: portChainName(driver, 'o', p.id), policy: null, rules: egress })
+    for (const r of this.sgSection(null, this.sgList(p, 'egress', ethertype, groups, state))) egress.push(r)
+    chains.push({ name: local.oChain, policy: null, rules: egress })
     return chains
   }
 
@@ -543,6 +559,94 @@ export class HostCompiler {
   }
 
   compile(state: HostState, memory: AgentMemory = EMPTY_MEMORY): CompiledHost {
+    const prev = memory.state
+    // Fast path: the same port list (by identity) as the previous compile, only groups
+    // changed. Everything that does not depend on a changed group is reused.
+    if (prev && prev.ports === state.ports && this.cache.lastMemory === memory) {
+      const quick = this.compileGroupChange(state, memory, prev)
+      if (quick) return quick
+    }
+    return this.finish(this.compileFull(state, memory))
+  }
+
+  private finish(c: CompiledHost): CompiledHost {
+    this.cache.lastMemory = c.memory
+    return c
+  }
+
+  /** Groups whose object changed between two states (added, removed or replaced), by id. */
+  private changedGroups(
+    prev: HostState,
+    state: HostState,
+  ): Map<string, [SecurityGroup | undefined, SecurityGroup | undefined]> {
+    const before = new Map(prev.security_groups.map((g) => [g.id, g]))
+    const out = new Map<string, [SecurityGroup | undefined, SecurityGroup | undefined]>()
+    for (const g of state.security_groups) {
+      const old = before.get(g.id)
+      if (old !== g) out.set(g.id, [old, g])
+      before.delete(g.id)
+    }
+    for (const [id, g] of before) out.set(id, [g, undefined])
+    return out
+  }
+
+  private compileGroupChange(state: HostState, memory: AgentMemory, prev: HostState): CompiledHost | null {
+    const config = this.config
+    // With ipset off, chains and statefulness also depend on members: take the full path.
+    if (!config.enable_ipset || prev.members !== state.members) return null
+    const changed = this.changedGroups(prev, state)
+    const statelessOf = (g: SecurityGroup | undefined): boolean => !!g && g.rules.length > 0 && !g.stateful
+    let refsChanged = false
+    for (const [old, now] of changed.values()) {
+      if (statelessOf(old) !== statelessOf(now)) return null
+      const a = old ? groupRemoteRefs(old, this.cache) : null
+      const b = now ? groupRemoteRefs(now, this.cache) : null
+      if (!sameRefs(a, b)) refsChanged = true
+    }
+    const last = this.cache.lastChains
+    if (!last || last.memory !== memory) return null
+    const groups = new Map(state.security_groups.map((g) => [g.id, g]))
+    const filtered = splitPorts(state.ports, this.cache).filtered
+    const portChains = filtered.map((p, i) => {
+      const affected = p.security_groups.some((gid) => changed.has(gid))
+      return affected ? this.cachedPortChains(p, groups, state) : (last.portChains[i] as PortChains)
+    })
+    const ipv4 = this.ruleset(4, last.common, portChains, memory.raw)
+    const ipv6 = this.ruleset(6, last.common, portChains, memory.raw)
+    const ipsets = refsChanged ? computeIpsets(filtered, groups, state, this.cache) : memory.ipsets
+    const conntrack = conntrackDeletions(
+      config,
+      prev,
+      memory,
+      state,
+      groups,
+      memory.zones,
+      filtered,
+      filtered,
+      this.cache,
+      {
+        portsSame: true,
+        membersSame: !refsChanged,
+      },
+    )
+    const result = this.result(ipv4, ipv6, ipsets, conntrack, { ...memory, state, ipsets })
+    this.cache.lastChains = { memory: result.memory, common: last.common, portChains }
+    return this.finish(result)
+  }
+
+  private result(
+    ipv4: Ruleset,
+    ipv6: Ruleset,
+    ipsets: ReadonlyMap<string, readonly string[]>,
+    conntrack: readonly string[],
+    memory: AgentMemory,
+  ): CompiledHost {
+    const ipsetRecord: Record<string, readonly string[]> = {}
+    for (const [k, v] of ipsets) ipsetRecord[k] = v
+    return { ipv4, ipv6, ipsets: ipsetRecord, conntrack, memory }
+  }
+
+  private compileFull(state: HostState, memory: AgentMemory): CompiledHost {
     const config = this.config
     const groups = new Map(state.security_groups.map((g) => [g.id, g]))
     const split = splitPorts(state.ports, this.cache)
@@ -613,18 +717,22 @@ export class HostCompiler {
       ? computeIpsets(filtered, groups, state, this.cache)
       : new Map<string, readonly string[]>()
     const conntrack = prevState
-      ? conntrackDeletions(config, prevState, memory, state, groups, zones, filtered, prevFiltered, this.cache)
+      ? conntrackDeletions(config, prevState, memory, state, groups, zones, filtered, prevFiltered, this.cache, {
+          portsSame: false,
+          membersSame: false,
+        })
       : []
-
-    const ipsetRecord: Record<string, readonly string[]> = {}
-    for (const [k, v] of ipsets) ipsetRecord[k] = v
-    return {
-      ipv4,
-      ipv6,
-      ipsets: ipsetRecord,
-      conntrack,
-      memory: { initialized, zones, trusted, unfiltered, raw: rawRules, state, ipsets },
-    }
+    const result = this.result(ipv4, ipv6, ipsets, conntrack, {
+      initialized,
+      zones,
+      trusted,
+      unfiltered,
+      raw: rawRules,
+      state,
+      ipsets,
+    })
+    this.cache.lastChains = common ? { memory: result.memory, common, portChains } : null
+    return result
   }
 
   /** The filter chains both families share (built-in jumps, per-port jumps, sg-chain, fallback). */
@@ -716,6 +824,19 @@ const EMPTY_RULESET: Ruleset = { tables: [] }
 const ACCEPT_RULE: Rule = { matches: [], target: { name: 'ACCEPT', goto: false, options: [] } }
 
 /** The remote groups (per ethertype) that one group's rules reference (memoized per group object). */
+function sameRefs(
+  a: ReadonlyMap<Ethertype, ReadonlySet<string>> | null,
+  b: ReadonlyMap<Ethertype, ReadonlySet<string>> | null,
+): boolean {
+  for (const eth of ETHERTYPES) {
+    const x = a?.get(eth) ?? new Set<string>()
+    const y = b?.get(eth) ?? new Set<string>()
+    if (x.size !== y.size) return false
+    for (const v of x) if (!y.has(v)) return false
+  }
+  return true
+}
+
 function groupRemoteRefs(g: SecurityGroup, cache: CompileCache): ReadonlyMap<Ethertype, ReadonlySet<string>> {
   let hit = cache.remoteRefs.get(g)
   if (!hit) {
@@ -761,8 +882,20 @@ function ipsetEntries(member: string): string[] {
   return [c.prefix === max ? c.network : `${c.network}/${c.prefix}`]
 }
 
-/** Sort key of an ipset entry: family, address (fixed width), prefix length. */
+const sortKeys = new Map<string, string>()
+
+/** Sort key of an ipset entry: family, address (fixed width), prefix length (memoized). */
 function ipsetSortKey(entry: string): string {
+  let k = sortKeys.get(entry)
+  if (k === undefined) {
+    k = makeIpsetSortKey(entry)
+    if (sortKeys.size > 200_000) sortKeys.clear()
+    sortKeys.set(entry, k)
+  }
+  return k
+}
+
+function makeIpsetSortKey(entry: string): string {
   const c = parseCidr(entry)
   if (!c) return `9 ${entry}`
   const addr = c.version === 4 ? expand4(c.network) : expand6(c.network)
@@ -824,6 +957,7 @@ function conntrackDeletions(
   filtered: readonly Port[],
   prevFiltered: readonly Port[],
   cache: CompileCache,
+  known: { portsSame: boolean; membersSame: boolean },
 ): string[] {
   const cmds = new Set<string>()
   const prevGroups = new Map(prev.security_groups.map((g) => [g.id, g]))
@@ -855,13 +989,59 @@ function conntrackDeletions(
     if (!old || old === g) continue
     prevUsed ??= new Set(prevFiltered.flatMap((p) => p.security_groups))
     if (!prevUsed.has(g.id)) continue
-    const now = new Set(g.rules.map(ruleKey))
-    const deleted = old.rules.filter((r) => !now.has(ruleKey(r)))
+    const now = new Set(g.rules.map((r) => ruleKey(r, g.stateful)))
+    const deleted = old.rules.filter((r) => !now.has(ruleKey(r, old.stateful)))
     if (deleted.length === 0) continue
     const devices = filtered.filter((p) => p.security_groups.includes(g.id))
     for (const r of deleted) emit(devices, r.ethertype, r.direction, r.protocol, null)
   }
 
+  if (!known.portsSame) portDeletions(prevFiltered, filtered, state, emit)
+  if (known.portsSame && known.membersSame) return [...cmds].sort()
+  memberDeletions()
+  return [...cmds].sort()
+
+  function memberDeletions(): void {
+    // 4. Members that left a remote group: entries between each referencing port and the member.
+    const prevRefs = remoteRefsOfPorts(prevFiltered, prevGroups, cache)
+    const nowRefs = remoteRefsOfPorts(filtered, groups, cache)
+    for (const eth of ETHERTYPES) {
+      for (const gid of prevRefs.get(eth) ?? []) {
+        if (!nowRefs.get(eth)?.has(gid)) continue
+        if (prev.members[gid]?.[eth] === state.members[gid]?.[eth]) continue
+        let left: string[]
+        if (config.enable_ipset) {
+          const name = ipsetName(eth, gid)
+          const before = memory.ipsets.get(name) ?? []
+          const after = new Set(membersOf(state, gid, eth).flatMap(ipsetEntries))
+          left = before.filter((e) => !after.has(e)).map((e) => e.split('/')[0] as string)
+        } else {
+          const after = new Set(membersOf(state, gid, eth))
+          left = membersOf(prev, gid, eth).filter((m) => !after.has(m))
+        }
+        if (left.length === 0) continue
+        const devices = prevFiltered.filter((p) =>
+          p.security_groups.some((sg) => prevGroups.get(sg)?.rules.some((r) => r.remote_group_id === gid)),
+        )
+        for (const m of left) {
+          emit(devices, eth, 'ingress', null, m)
+          emit(devices, eth, 'egress', null, m)
+        }
+      }
+    }
+  }
+}
+
+type Emit = (
+  devices: readonly Port[],
+  ethertype: Ethertype,
+  direction: 'ingress' | 'egress',
+  protocol: string | null,
+  remote: string | null,
+) => void
+
+/** Deletions for ports that left a group (2) or left the host (3). */
+function portDeletions(prevFiltered: readonly Port[], filtered: readonly Port[], state: HostState, emit: Emit): void {
   // 2. A port that left one of its groups: all its entries, both families.
   const prevById = new Map(prevFiltered.map((p) => [p.id, p]))
   for (const p of filtered) {
@@ -878,46 +1058,23 @@ function conntrackDeletions(
     if (nowIds.has(p.id) || nowAll.has(p.id)) continue
     for (const eth of ETHERTYPES) for (const dir of ['ingress', 'egress'] as const) emit([p], eth, dir, null, null)
   }
-
-  // 4. Members that left a remote group: entries between each referencing port and the member.
-  const prevRefs = remoteRefsOfPorts(prevFiltered, prevGroups, cache)
-  const nowRefs = remoteRefsOfPorts(filtered, groups, cache)
-  for (const eth of ETHERTYPES) {
-    for (const gid of prevRefs.get(eth) ?? []) {
-      if (!nowRefs.get(eth)?.has(gid)) continue
-      if (prev.members[gid]?.[eth] === state.members[gid]?.[eth]) continue
-      let left: string[]
-      if (config.enable_ipset) {
-        const name = ipsetName(eth, gid)
-        const before = memory.ipsets.get(name) ?? []
-        const after = new Set(membersOf(state, gid, eth).flatMap(ipsetEntries))
-        left = before.filter((e) => !after.has(e)).map((e) => e.split('/')[0] as string)
-      } else {
-        const after = new Set(membersOf(state, gid, eth))
-        left = membersOf(prev, gid, eth).filter((m) => !after.has(m))
-      }
-      if (left.length === 0) continue
-      const devices = prevFiltered.filter((p) =>
-        p.security_groups.some((sg) => prevGroups.get(sg)?.rules.some((r) => r.remote_group_id === gid)),
-      )
-      for (const m of left) {
-        emit(devices, eth, 'ingress', null, m)
-        emit(devices, eth, 'egress', null, m)
-      }
-    }
-  }
-  return [...cmds].sort()
 }
 
-function ruleKey(r: SecurityGroupRule): string {
+/**
+ * A rule as the agent receives it from the server (securitygroups_rpc_base): no id, the
+ * group's statefulness, the remote prefix as its normalized network. Two rules with the
+ * same key are one rule to the agent; a rule is "deleted" when its key disappears.
+ */
+function ruleKey(r: SecurityGroupRule, stateful: boolean): string {
+  const prefix = r.remote_ip_prefix === null ? null : parseCidr(r.remote_ip_prefix)
   return JSON.stringify([
-    r.id,
     r.direction,
     r.ethertype,
+    stateful,
     r.protocol,
     r.port_range_min,
     r.port_range_max,
-    r.remote_ip_prefix,
+    prefix ? `${prefix.network}/${prefix.prefix}` : null,
     r.remote_group_id,
   ])
 }

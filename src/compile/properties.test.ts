@@ -140,6 +140,49 @@ describe('compiler properties', () => {
     )
   })
 
+  it('the group-change fast path gives the same result as a full compile', () => {
+    fc.assert(
+      fc.property(scenarioArbitrary, fc.nat(), fc.nat(), (raw, pick, drop) => {
+        const s = valid(raw)
+        const group = s.security_groups[pick % s.security_groups.length]
+        if (!group) return
+        // Change one group: drop one rule (if any) and add one, keeping the port list identical.
+        const rules = group.rules.filter((_, i) => i !== drop % Math.max(1, group.rules.length))
+        const changed = {
+          ...group,
+          rules: [
+            ...rules,
+            {
+              id: '99999999-9999-4999-8999-999999999999',
+              direction: 'egress' as const,
+              ethertype: 'IPv6' as const,
+              protocol: 'udp',
+              port_range_min: 53,
+              port_range_max: 53,
+              remote_ip_prefix: null,
+              remote_group_id: s.security_groups[drop % s.security_groups.length]?.id ?? null,
+            },
+          ],
+        }
+        const next: HostState = { ...s, security_groups: s.security_groups.map((g) => (g === group ? changed : g)) }
+        const warm = new HostCompiler(s.config)
+        const m1 = warm.compile(s).memory
+        const fast = warm.compile(next, m1)
+        const full = new HostCompiler(s.config).compile(next, new HostCompiler(s.config).compile(s).memory)
+        expect(renderNormalized(fast.ipv4)).toBe(renderNormalized(full.ipv4))
+        expect(renderNormalized(fast.ipv6)).toBe(renderNormalized(full.ipv6))
+        expect(fast.ipsets).toEqual(full.ipsets)
+        expect(fast.conntrack).toEqual(full.conntrack)
+        // And the step after that (memory from the fast path) still agrees.
+        const again = warm.compile(s, fast.memory)
+        const againFull = new HostCompiler(s.config).compile(s, full.memory)
+        expect(renderNormalized(again.ipv4)).toBe(renderNormalized(againFull.ipv4))
+        expect(again.conntrack).toEqual(againFull.conntrack)
+      }),
+      { numRuns: NUM_RUNS },
+    )
+  })
+
   it('compiled rulesets survive parse(render(x)) unchanged', () => {
     fc.assert(
       fc.property(scenarioArbitrary, (raw) => {

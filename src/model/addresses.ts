@@ -78,8 +78,20 @@ export function isMac(text: unknown): text is string {
   return typeof text === 'string' && MAC_RE.test(text)
 }
 
-/** The EUI-64 link-local address (fe80::/64) of a MAC, RFC 5952 spelling. */
+const eui64Cache = new Map<string, string>()
+
+/** The EUI-64 link-local address (fe80::/64) of a MAC, RFC 5952 spelling (memoized). */
 export function eui64LinkLocal(mac: string): string {
+  let hit = eui64Cache.get(mac)
+  if (hit === undefined) {
+    hit = makeEui64LinkLocal(mac)
+    if (eui64Cache.size > 100_000) eui64Cache.clear()
+    eui64Cache.set(mac, hit)
+  }
+  return hit
+}
+
+function makeEui64LinkLocal(mac: string): string {
   const b = mac.split(':').map((h) => Number.parseInt(h, 16))
   const bytes = [
     0xfe,

@@ -48,6 +48,8 @@ export interface Store {
 export interface StoreOptions {
   /** Keep at most this many change rows (older ones are pruned; readers behind need a snapshot). */
   readonly changeLogLimit?: number
+  /** Prune the change log every this many revisions (default 1000). */
+  readonly pruneEvery?: number
   /** Clock for timestamps (tests may pin it). */
   readonly clock?: () => Date
 }
@@ -84,6 +86,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     throw error
   }
   const limit = options.changeLogLimit ?? 100_000
+  const pruneEvery = options.pruneEvery ?? 1000
   const clock = options.clock ?? (() => new Date())
   const listeners = new Set<(revision: number) => void>()
 
@@ -132,8 +135,8 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
           },
         }
         const result = await fn(ctx)
-        if (rev % 1000 === 0) {
-          // Prune the change log every 1000 revisions, keeping `limit` revisions.
+        if (rev % pruneEvery === 0) {
+          // Prune the change log every `pruneEvery` revisions, keeping the last `limit` revisions.
           const cut = rev - limit
           if (cut > 0) {
             await tx.deleteFrom('changes').where('revision', '<=', cut).execute()

@@ -4,5 +4,13 @@
  * src/api) or touch the kernel. Design goals: one transaction per API write, a change
  * log row for every change in that same transaction, revisions committed in order.
  */
-export { type ChangeInput, type DialectName, isoSeconds, openStore, type Store, type WriteContext } from './db.js'
+export {
+  type ChangeInput,
+  type DialectName,
+  isoSeconds,
+  openStore,
+  type Store,
+  type StoreOptions,
+  type WriteContext,
+} from './db.js'
 export type { Database } from './schema.js'

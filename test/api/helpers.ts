@@ -1,7 +1,8 @@
 /** Test harness: a server on an in-memory (or PostgreSQL) store with noauth, per-project callers. */
 import type { FastifyInstance } from 'fastify'
 import { build, noAuth } from '../../src/api/app.js'
-import { openStore, type Store } from '../../src/store/index.js'
+import { feedRoutes } from '../../src/api/feed.js'
+import { openStore, type Store, type StoreOptions } from '../../src/store/index.js'
 
 export interface Caller {
   req(method: string, url: string, body?: unknown, headers?: Record<string, string>): Promise<Res>
@@ -14,14 +15,17 @@ export interface Res {
   headers: Record<string, unknown>
 }
 
-export async function harness(url = ':memory:'): Promise<{
+export async function harness(
+  url = ':memory:',
+  storeOptions: StoreOptions = {},
+): Promise<{
   app: FastifyInstance
   store: Store
   as(project: string, admin?: boolean): Caller
   close(): Promise<void>
 }> {
-  const store = await openStore(url)
-  const app = await build({ store, auth: noAuth() })
+  const store = await openStore(url, storeOptions)
+  const app = await build({ store, auth: noAuth(), plugins: [feedRoutes(store)] })
   const as = (project: string, admin = false): Caller => ({
     async req(method, path, body, headers = {}) {
       const res = await app.inject({

@@ -7,6 +7,7 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { explainRuleset } from '../../src/netfilter/explain.js'
 import type { Family, Ruleset } from '../../src/netfilter/ir.js'
 import { parseIptablesList } from '../../src/netfilter/parse-list.js'
 import { parseIptablesSave } from '../../src/netfilter/parse-save.js'
@@ -50,6 +51,14 @@ function counters(r: Ruleset): string[] {
       for (const [i, rule] of c.rules.entries())
         out.push(`${t.name} ${c.name} ${i + 1} ${rule.counters?.packets ?? '-'}`)
   return out.sort()
+}
+
+/** Explanation as text, independent of the order tables and chains were printed in; MACs upper case. */
+function canonical(e: ReturnType<typeof explainRuleset>): string {
+  const key = (t: string, c: string) => `${t} ${c}`
+  const chains = [...e.chains].sort((x, y) => (key(x.table, x.name) < key(y.table, y.name) ? -1 : 1))
+  const findings = [...e.findings].sort((x, y) => (JSON.stringify(x) < JSON.stringify(y) ? -1 : 1))
+  return JSON.stringify({ chains, findings }).replace(/[0-9a-f]{2}(:[0-9a-f]{2}){5}/gi, (m) => m.toUpperCase())
 }
 
 const skip = kernelTestSkipReason()
@@ -106,6 +115,14 @@ describe.skipIf(skip !== null)('listing formats read back to the same ruleset (r
       if (label === '--list -v' && doc.family === 6) want = withoutUnspecifiedV6Source(want)
       expect(upperMacs(renderNormalized(parsed.ruleset)), label).toBe(want)
       expect(counters(parsed.ruleset), label).toEqual(counters(fromSave.ruleset))
+      // Same ruleset, same explanation (roles, sentences, counters, findings) whatever the format.
+      if (!(label === '--list -v' && doc.family === 6)) {
+        for (const lang of ['en', 'zh'] as const) {
+          const a = explainRuleset(parsed.ruleset, { lang, family: doc.family })
+          const b = explainRuleset(fromSave.ruleset, { lang, family: doc.family })
+          expect(canonical(a), label).toBe(canonical(b))
+        }
+      }
     }
   })
 })

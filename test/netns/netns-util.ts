@@ -19,10 +19,13 @@ export function run(cmd: string, args: readonly string[], input?: string): strin
   return execFileSync(cmd, args, { input: input ?? '', encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] })
 }
 
+let counter = 0
+
 export class Netns {
   readonly name: string
   constructor(prefix: string) {
-    this.name = `${prefix}-${process.pid}-${Math.floor(performance.now())}`.slice(0, 40)
+    counter++
+    this.name = `${prefix}-${process.pid}-${counter}`
     run('ip', ['netns', 'add', this.name])
   }
   exec(cmd: string, args: readonly string[], input?: string): string {

@@ -1,0 +1,117 @@
+/**
+ * The agent follows the server: a real server (SQLite file, no auth) on loopback, an
+ * agent with the in-memory dataplane; changes made through the API reach the dataplane,
+ * and a server restart loses nothing.
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { Agent, type AgentEvent } from '../../src/agent/loop.js'
+import { type RunningServer, startServer } from '../../src/api/server.js'
+import { FakeHost } from '../../src/host/fake-host.js'
+
+const dir = mkdtempSync(join(tmpdir(), 'sgwall-agent-'))
+const db = join(dir, 'sgwall.db')
+let server: RunningServer | null = null
+let port = 0
+
+async function start(): Promise<RunningServer> {
+  const s = await startServer({ db, auth: 'none', port, host: '127.0.0.1' })
+  port = Number(new URL(s.url).port)
+  return s
+}
+
+async function api(method: string, path: string, body?: unknown): Promise<Record<string, any>> {
+  if (!server) throw new Error('no server')
+  const res = await fetch(`${server.url}${path}`, {
+    method,
+    headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  })
+  const text = await res.text()
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`)
+  return text ? JSON.parse(text) : {}
+}
+
+async function until(what: string, check: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms
+  while (Date.now() < end) {
+    if (await check()) return
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  throw new Error(`timed out waiting for: ${what}`)
+}
+
+afterAll(async () => {
+  await server?.close()
+  rmSync(dir, { recursive: true, force: true })
+})
+
+describe('agent follows the server', () => {
+  const host = new FakeHost()
+  const events: AgentEvent[] = []
+  let agent: Agent
+
+  it('applies the host scenario and each change made through the API, across a server restart', async () => {
+    server = await start()
+    const net = (await api('POST', '/v2.0/networks', { network: { name: 'n1' } })).network
+    await api('POST', '/v2.0/subnets', { subnet: { network_id: net.id, cidr: '192.168.50.0/24', ip_version: 4 } })
+    const sg = (await api('POST', '/v2.0/security-groups', { security_group: { name: 'web' } })).security_group
+    const p = (
+      await api('POST', '/v2.0/ports', {
+        port: { network_id: net.id, security_groups: [sg.id], 'binding:host_id': 'compute-1' },
+      })
+    ).port
+    const chain = `neutron-openvswi-i${p.id.slice(0, 10)}`
+
+    agent = new Agent({
+      server: server.url,
+      host: 'compute-1',
+      dataplane: host,
+      waitSeconds: 1,
+      sleep: (ms) => new Promise((r) => setTimeout(r, Math.min(ms, 100))),
+      onEvent: (e) => events.push(e),
+    })
+    const running = agent.run()
+
+    await until('the port chain', async () => (await host.iptablesSave(4)).includes(`:${chain}`))
+    const ip = p.fixed_ips[0].ip_address as string
+    expect(await host.iptablesSave(4)).toContain(
+      `-A ${chain} -d ${ip}/32 -p udp -m udp --sport 67 --dport 68 -j RETURN`,
+    )
+
+    // A rule added through the API reaches the dataplane.
+    const rule = (
+      await api('POST', '/v2.0/security-group-rules', {
+        security_group_rule: {
+          security_group_id: sg.id,
+          direction: 'ingress',
+          ethertype: 'IPv4',
+          protocol: 'tcp',
+          port_range_min: 8080,
+          port_range_max: 8080,
+        },
+      })
+    ).security_group_rule
+    await until('the tcp 8080 rule', async () =>
+      (await host.iptablesSave(4)).includes(`-A ${chain} -p tcp -m tcp --dport 8080 -j RETURN`),
+    )
+
+    // The server restarts; meanwhile the dataplane keeps the last applied state.
+    await server.close()
+    server = null
+    await new Promise((r) => setTimeout(r, 300))
+    expect(await host.iptablesSave(4)).toContain(`-A ${chain} -p tcp -m tcp --dport 8080 -j RETURN`)
+    server = await start()
+    await api('DELETE', `/v2.0/security-group-rules/${rule.id}`)
+    await until('the rule to go after the restart', async () => {
+      const save = await host.iptablesSave(4)
+      return save.includes(`:${chain}`) && !save.includes('--dport 8080')
+    })
+    expect(events.some((e) => e.kind === 'error')).toBe(true)
+
+    agent.stop()
+    await running
+  }, 60_000)
+})
