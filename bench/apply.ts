@@ -5,7 +5,7 @@
  * used by 200 ports" to the kernel holding the new state (compile + render + plan +
  * write), then checks the kernel equals the desired state. Prints medians.
  *
- *   npm run build && node dist/bench/apply.js      (root; BENCH_PORTS, BENCH_RUNS,
+ *   npm run build && node dist/bench/apply.js      (root; BENCH_PORTS, BENCH_RUNS, BENCH_FULL_RUNS,
  *   BENCH_BACKEND=nft|legacy, BENCH_BRINT=linux|ovs)
  */
 import { execFileSync } from 'node:child_process'
@@ -21,6 +21,7 @@ import { addRule, BENCH_CONFIG, groupId, makeHost } from './host-shape.js'
 
 const PORTS = Number(process.env.BENCH_PORTS ?? 1000)
 const RUNS = Number(process.env.BENCH_RUNS ?? 7)
+const FULL_RUNS = Number(process.env.BENCH_FULL_RUNS ?? 3)
 const BACKEND = (process.env.BENCH_BACKEND ?? 'nft') as IptablesBackend
 const BRINT = (process.env.BENCH_BRINT ?? 'linux') as 'linux' | 'ovs'
 
@@ -65,7 +66,7 @@ async function main(): Promise<void> {
     const full: number[] = []
     const fullWrite: number[] = []
     let rules = 0
-    for (let i = 0; i < Math.min(RUNS, 3); i++) {
+    for (let i = 0; i < FULL_RUNS; i++) {
       resetKernel(rec.hostNetns)
       t = performance.now()
       const compiled = new HostCompiler(BENCH_CONFIG).compile(state)

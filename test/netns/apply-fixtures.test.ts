@@ -58,5 +58,33 @@ describe.skipIf(skip !== null).each(['nft', 'legacy'] as IptablesBackend[])(
       expect(ownedSets(await host.ipsetSave())).toEqual({})
       expect(renderForeignView(await host.iptablesSave(4))).toBe(foreign)
     })
+
+    it('a bulk ipset change is swapped in while a rule references the set', async () => {
+      const set = 'NIPv4aaaaaaaa-bbbb-4ccc-8ddd-'
+      const v4 = [
+        '*filter',
+        ':INPUT ACCEPT [0:0]',
+        ':FORWARD ACCEPT [0:0]',
+        ':OUTPUT ACCEPT [0:0]',
+        ':neutron-openvswi-INPUT - [0:0]',
+        '-A INPUT -j neutron-openvswi-INPUT',
+        `-A neutron-openvswi-INPUT -m set --match-set ${set} src -j RETURN`,
+        'COMMIT',
+        '',
+      ].join('\n')
+      const state = (base: number): DesiredState => ({
+        ipv4: v4,
+        ipv6: '',
+        ipsets: { [set]: Array.from({ length: 100 }, (_, i) => `10.${base}.${i}.0/24`) },
+        conntrack: [],
+      })
+      await applyDesired(host, state(1))
+      const r = await applyDesired(host, state(2))
+      expect(r.plan.setChanges.map((c) => c.kind)).toEqual(['swap'])
+      expect(sorted(ownedSets(await host.ipsetSave()))).toEqual(sorted(state(2).ipsets))
+      expect(isInSync(await diffDesired(host, state(2)))).toBe(true)
+      await applyDesired(host, { ipv4: '', ipv6: '', ipsets: {}, conntrack: [] })
+      expect(ownedSets(await host.ipsetSave())).toEqual({})
+    })
   },
 )

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { diffDesired } from '../../src/agent/apply.js'
+import { attributeCounters } from '../../src/agent/counters.js'
 import { isInSync, renderOwnedView } from '../../src/agent/plan.js'
 import { compileHost, toStateResult } from '../../src/compile/index.js'
 import { portChainName } from '../../src/compile/names.js'
@@ -93,6 +94,21 @@ describe.skipIf(skip !== null).each([
     expect(lab.ping(PEER, VM_IP, 3)).toBe(3)
     // the first echo request is NEW and matches the rule; the next ones are ESTABLISHED
     expect(await lab.counter(IN, '=-p icmp -j RETURN')).toBeGreaterThan(before)
+    // the counters, attributed: the ingress icmp rule by its id, fixed rules by role
+    const rows = attributeCounters(
+      4,
+      await lab.host.iptablesSave(4, { counters: true }),
+      state([egressAny, ingressIcmp]),
+      lab.config,
+    )
+    expect(rows.find((r) => r.ruleId === ingressIcmp.id)).toMatchObject({
+      chain: IN,
+      role: 'security-group-rule',
+      portId: VM,
+    })
+    expect(rows.find((r) => r.ruleId === ingressIcmp.id)!.packets).toBeGreaterThan(0)
+    expect(rows.find((r) => r.ruleId === egressAny.id)!.packets).toBeGreaterThan(0)
+    expect(rows.filter((r) => r.role === 'state-established' && r.chain === IN)[0]!.packets).toBeGreaterThan(0)
     // the kernel holds exactly the compiler's output
     const desired = toStateResult(compileHost(state([egressAny, ingressIcmp]), lab.config))
     expect(renderOwnedView(await lab.host.iptablesSave(4))).toBe(desired.ipv4)
