@@ -1,7 +1,7 @@
 /** `sgwall explain FILE`: every chain and rule of a dump, with its role and a one-sentence explanation. */
 import { readFile } from 'node:fs/promises'
 import type { Command } from 'commander'
-import { scenarioAttribution } from '../../analysis/attribute.js'
+import { filteredPorts, scenarioAttribution } from '../../analysis/attribute.js'
 import { readDump } from '../../analysis/read-dump.js'
 import { AppError } from '../../errors.js'
 import { applyStep } from '../../model/validate.js'
