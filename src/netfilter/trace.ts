@@ -595,6 +595,8 @@ export function compileRuleset(r: Ruleset, family: Family, ipsets: IpsetMembers 
             continue
           }
           for (const o of m.options) {
+            // A comment always matches: no closure to call.
+            if (m.module === 'comment' && o.flag === '--comment' && !o.negated) continue
             const compiled = compileOption(m.module, o, family, ipsets, proto, setCache)
             if (typeof compiled === 'string') {
               matchers.push(() => UNKNOWN)
