@@ -8,11 +8,12 @@
  *   npm run build && node dist/bench/apply.js      (root; BENCH_PORTS, BENCH_RUNS,
  *   BENCH_BACKEND=nft|legacy, BENCH_BRINT=linux|ovs)
  */
+import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { applyChange, applyDesired, diffDesired } from '../src/agent/apply.js'
-import { type DesiredState, isInSync } from '../src/agent/plan.js'
+import { applyCompiledChange, applyDesired, diffDesired } from '../src/agent/apply.js'
+import { isInSync } from '../src/agent/plan.js'
 import { HostCompiler, toStateResult } from '../src/compile/index.js'
 import { labDown, labHost, labUp } from '../src/host/lab.js'
 import type { IptablesBackend } from '../src/host/real-host.js'
@@ -29,7 +30,13 @@ function median(xs: number[]): number {
 }
 const f = (n: number) => `${n.toFixed(1)} ms`
 
-const EMPTY: DesiredState = { ipv4: '', ipv6: '', ipsets: {}, conntrack: [] }
+/** Bench-only reset between full applies: flush filter and raw (no --noflush), destroy all sets. */
+function resetKernel(ns: string): void {
+  for (const fam of ['iptables', 'ip6tables']) {
+    execFileSync('ip', ['netns', 'exec', ns, `${fam}-${BACKEND}-restore`], { input: '*filter\nCOMMIT\n*raw\nCOMMIT\n' })
+  }
+  execFileSync('ip', ['netns', 'exec', ns, 'ipset', 'destroy'])
+}
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('bench/apply needs root (network namespaces)')
@@ -59,7 +66,7 @@ async function main(): Promise<void> {
     const fullWrite: number[] = []
     let rules = 0
     for (let i = 0; i < Math.min(RUNS, 3); i++) {
-      await applyDesired(host, EMPTY)
+      resetKernel(rec.hostNetns)
       t = performance.now()
       const compiled = new HostCompiler(BENCH_CONFIG).compile(state)
       const desired = toStateResult(compiled)
@@ -72,35 +79,34 @@ async function main(): Promise<void> {
       `  full apply (compile+render+read+plan+write)  median ${f(median(full))} (write ${f(median(fullWrite))}); ${rules} rules; target <= 2000 ms`,
     )
 
-    // one rule added to a group used by `users` ports, and removed again, alternately
+    // one rule added to a group used by `users` ports, and removed again, alternately;
+    // the agent plans from the compiler's Rulesets of the state it wrote last
     const compiler = new HostCompiler(BENCH_CONFIG)
-    let memory = compiler.compile(state).memory
-    let current = toStateResult(compiler.compile(state, memory))
-    await applyDesired(host, current)
+    let prev = compiler.compile(state)
+    await applyDesired(host, toStateResult(prev))
     const hot: number[] = []
-    const parts = { compile: [] as number[], render: [] as number[], plan: [] as number[], write: [] as number[] }
+    const parts = { compile: [] as number[], plan: [] as number[], write: [] as number[] }
     let chains = 0
+    let lines = 0
     for (let i = 0; i < RUNS; i++) {
       const target = i % 2 === 0 ? changed : state
       t = performance.now()
-      const c = compiler.compile(target, memory)
+      const next = compiler.compile(target, prev.memory)
       const t1 = performance.now()
-      const next = toStateResult(c)
-      const t2 = performance.now()
-      const r = await applyChange(host, current, next)
+      const r = await applyCompiledChange(host, prev, next)
       hot.push(performance.now() - t)
       parts.compile.push(t1 - t)
-      parts.render.push(t2 - t1)
       parts.plan.push(r.timings.plan)
       parts.write.push(r.timings.write)
       chains = r.plan.chainChanges.length
-      memory = c.memory
-      current = next
+      lines = (r.plan.restore[4] ?? '').split('\n').length + (r.plan.restore[6] ?? '').split('\n').length
+      prev = next
     }
+    const current = toStateResult(prev)
     console.log(
       `  one rule added to a group of ${users} ports -> kernel holds it   median ${f(median(hot))} ` +
-        `(compile ${f(median(parts.compile))}, render ${f(median(parts.render))}, plan ${f(median(parts.plan))}, ` +
-        `write ${f(median(parts.write))}; ${chains} chains rewritten); target <= 50 ms; Neutron 21: 36000 ms, ratio ${(36000 / median(hot)).toFixed(0)}x`,
+        `(compile ${f(median(parts.compile))}, plan ${f(median(parts.plan))}, write ${f(median(parts.write))}; ` +
+        `${chains} chains edited, ${lines} restore lines); target <= 50 ms; Neutron 21: 36000 ms, ratio ${(36000 / median(hot)).toFixed(0)}x`,
     )
     const check = await diffDesired(host, current)
     console.log(`  kernel equals the desired state after the changes: ${isInSync(check) ? 'yes' : 'NO'}`)

@@ -76,10 +76,18 @@ export function makeHost(ports: number, groups = 10, rulesPerGroup = 20, members
   return { security_groups, members, ports: list }
 }
 
-/** The same host with one rule appended to group `g`. */
-export function addRule(state: HostState, g: number): HostState {
+/** The same host with one more rule appended to group `g` (the n-th added one). */
+export function addRule(state: HostState, g: number, n = 0): HostState {
   const groups = state.security_groups.map((sg, i) =>
-    i === g ? { ...sg, rules: [...sg.rules, { ...makeRule(g, 99), id: uuid(0xef, g) }] } : sg,
+    i === g
+      ? {
+          ...sg,
+          rules: [
+            ...sg.rules,
+            { ...makeRule(g, 99), port_range_min: 20000 + n, port_range_max: 20000 + n, id: uuid(0xef, g * 10000 + n) },
+          ],
+        }
+      : sg,
   )
   return { ...state, security_groups: groups }
 }

@@ -9,6 +9,7 @@ PKGS=(
   iputils-ping netcat-openbsd socat tcpdump python3-scapy  # real packets in lab tests
   postgresql                                       # store tests on PostgreSQL
   python3-openstackclient                          # the unmodified openstack CLI against our API
+  tempest neutron-tempest-plugin                   # Tempest security-group API tests against our API
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -5,6 +5,7 @@
 # `bash scripts/start-postgres.sh` (prints `export SGWALL_TEST_PG_URL=...`).
 # Stop with: `pg_ctl -D "$SGWALL_TEST_PG_DIR" stop` (run as postgres), or just delete the dir.
 _sgwall_saved_opts=$(set +o)
+case $- in *e*) _sgwall_saved_opts+=$'\nset -e' ;; *) _sgwall_saved_opts+=$'\nset +e' ;; esac
 set -euo pipefail
 pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
 if [ -z "$pgbin" ]; then echo "start-postgres: Debian postgresql is not installed" >&2; return 1 2>/dev/null || exit 1; fi

@@ -8,10 +8,12 @@ import type { Host } from '../host/host.js'
 import {
   type ActualState,
   actualFromDesired,
+  type CompiledState,
   type DesiredState,
   type Plan,
   type PlanOptions,
   planApply,
+  planChange,
 } from './plan.js'
 
 export async function readActual(host: Host): Promise<ActualState> {
@@ -70,6 +72,24 @@ export async function applyChange(
 ): Promise<ApplyReport> {
   const t1 = performance.now()
   const plan = planApply(next, actualFromDesired(previous), options)
+  const t2 = performance.now()
+  await executePlan(host, plan)
+  const t3 = performance.now()
+  return { plan, timings: { read: 0, plan: t2 - t1, write: t3 - t2 } }
+}
+
+/**
+ * Apply the change between two compiled states (the compiler's Rulesets), assuming
+ * the kernel holds `prev`: only chains the compiler rebuilt are looked at.
+ */
+export async function applyCompiledChange(
+  host: Host,
+  prev: CompiledState,
+  next: CompiledState,
+  options: PlanOptions = {},
+): Promise<ApplyReport> {
+  const t1 = performance.now()
+  const plan = planChange(prev, next, options)
   const t2 = performance.now()
   await executePlan(host, plan)
   const t3 = performance.now()

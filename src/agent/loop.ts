@@ -16,7 +16,7 @@ import type { HostState, Port, Scenario, SecurityGroup } from '../model/types.js
 import { parseScenario } from '../model/validate.js'
 import { parseIptablesSave } from '../netfilter/parse-save.js'
 import { renderNormalized } from '../netfilter/render.js'
-import { applyDesired } from './apply.js'
+import { type ApplyReport, applyCompiledChange, applyDesired } from './apply.js'
 import type { DesiredState } from './plan.js'
 
 export interface AgentOptions {
@@ -31,6 +31,8 @@ export interface AgentOptions {
   readonly token?: () => Promise<string | null>
   /** Long-poll duration per feed request, seconds. */
   readonly waitSeconds?: number
+  /** A full reconcile against the kernel at least this often (seconds; default 60). */
+  readonly resyncSeconds?: number
   /** Called after every apply and every error (for logs, metrics, tests). */
   readonly onEvent?: (e: AgentEvent) => void
   /** Sleep used between retries (tests inject a fast one). */
@@ -55,6 +57,9 @@ export class Agent {
   private previous: HostState | null = null
   private revision = -1
   private stopped = false
+  /** Set after an error: the next apply reads the kernel instead of trusting lastApplied. */
+  private dirty = true
+  private lastFullSync = 0
   private readonly abort = new AbortController()
   /** The last state the dataplane was made to hold. */
   lastApplied: CompiledHost | null = null
@@ -92,7 +97,14 @@ export class Agent {
           continue
         }
         if (page.changes.length > 0) await this.syncOnce()
-        else this.revision = Math.max(this.revision, page.revision)
+        else {
+          this.revision = Math.max(this.revision, page.revision)
+          // Quiet feed: repair drift (someone else's iptables -F …) now and then.
+          if (performance.now() - this.lastFullSync > (this.options.resyncSeconds ?? 60) * 1000) {
+            this.dirty = true
+            await this.syncOnce()
+          }
+        }
         backoff = 250
       } catch (err) {
         if (this.stopped) break
@@ -100,8 +112,10 @@ export class Agent {
         this.options.onEvent?.({ kind: 'error', message, retryInMs: backoff })
         await sleep(backoff)
         backoff = Math.min(backoff * 2, 10_000)
-        // After an error we do not know what we missed: resynchronise from a snapshot.
+        // After an error we do not know what we missed, nor what the kernel holds:
+        // resynchronise from a snapshot and reconcile against the kernel.
         needSnapshot = true
+        this.dirty = true
       }
     }
   }
@@ -119,13 +133,25 @@ export class Agent {
       this.compiler.config.firewall_driver,
     )
     const compiled = this.compiler.compile(state, this.memory)
-    const desired: DesiredState = {
-      ipv4: renderNormalized(compiled.ipv4),
-      ipv6: renderNormalized(compiled.ipv6),
-      ipsets: compiled.ipsets,
-      conntrack: compiled.conntrack,
+    // Hot path: the kernel holds what we applied last, so only the chains the compiler
+    // rebuilt are planned and written. A full reconcile (read the kernel, diff, repair)
+    // runs at start, after any error, and every resyncSeconds.
+    const resyncMs = (this.options.resyncSeconds ?? 60) * 1000
+    const full = this.lastApplied === null || this.dirty || performance.now() - this.lastFullSync > resyncMs
+    let report: ApplyReport
+    if (full) {
+      const desired: DesiredState = {
+        ipv4: renderNormalized(compiled.ipv4),
+        ipv6: renderNormalized(compiled.ipv6),
+        ipsets: compiled.ipsets,
+        conntrack: compiled.conntrack,
+      }
+      report = await applyDesired(this.options.dataplane, desired)
+      this.lastFullSync = performance.now()
+      this.dirty = false
+    } else {
+      report = await applyCompiledChange(this.options.dataplane, this.lastApplied as CompiledHost, compiled)
     }
-    const report = await applyDesired(this.options.dataplane, desired)
     // Only now is the new state ours: a failed apply leaves the memory as it was.
     this.memory = compiled.memory
     this.previous = state

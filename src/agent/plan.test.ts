@@ -1,9 +1,12 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
+import { compileScenarioStates, toStateResult } from '../compile/index.js'
 import { FakeHost } from '../host/fake-host.js'
 import { HostCommandError } from '../host/host.js'
-import { applyDesired, diffDesired } from './apply.js'
+import { parseScenario } from '../model/validate.js'
+import { applyCompiledChange, applyDesired, diffDesired } from './apply.js'
 import {
   type DesiredState,
   isInSync,
@@ -98,7 +101,7 @@ describe('plan shape', () => {
       ),
     }
     expect(changed.ipv4).not.toBe(twoPorts.ipv4)
-    const { plan } = await applyDesired(host, changed)
+    const { plan } = await applyDesired(host, changed, { maxEdit: 0 })
     const doc = plan.restore[4]!
     expect(plan.restore[6]).toBeNull()
     expect(plan.chainChanges.map((c) => c.kind)).toEqual(['rewrite'])
@@ -113,6 +116,28 @@ describe('plan shape', () => {
         .every((l) => l.startsWith(`-A ${chain} `)),
     ).toBe(true)
     await expectHolds(host, changed)
+  })
+
+  it('a small change is an edit: positional inserts and deletes inside one commit', async () => {
+    const host = new FakeHost()
+    await applyDesired(host, twoPorts)
+    const changed: DesiredState = {
+      ...twoPorts,
+      ipv4: twoPorts.ipv4.replace(
+        /(-A (neutron-openvswi-i[^ ]+) -m state --state INVALID)/,
+        '-A $2 -p tcp -m tcp --dport 9 -j RETURN\n$1',
+      ),
+    }
+    const { plan } = await applyDesired(host, changed)
+    expect(plan.chainChanges.map((c) => c.kind)).toEqual(['edit'])
+    const chain = plan.chainChanges[0]!.chain
+    const pos = plan.chainChanges[0]!.after.indexOf('-p tcp -m tcp --dport 9 -j RETURN') + 1
+    expect(plan.restore[4]).toBe(`*filter\n-I ${chain} ${pos} -p tcp -m tcp --dport 9 -j RETURN\nCOMMIT\n`)
+    await expectHolds(host, changed)
+    // and back: one positional delete
+    const back = await applyDesired(host, twoPorts)
+    expect(back.plan.restore[4]).toBe(`*filter\n-D ${chain} ${pos}\nCOMMIT\n`)
+    await expectHolds(host, twoPorts)
   })
 
   it('declares new chains before rules jump to them and deletes old chains after the jumps go', () => {
@@ -216,6 +241,58 @@ describe('plan shape', () => {
       for (const line of [...e.conntrack, ...(e.steps ?? []).flatMap((s) => s.conntrack)]) {
         expect(typeof parseConntrackCommand(line), line).toBe('object')
       }
+    }
+  })
+})
+
+describe('property: from any kernel state to any desired state', () => {
+  const states: DesiredState[] = readdirSync(FIXTURES)
+    .filter((n) => !n.includes('.'))
+    .flatMap((n) => {
+      const e = loadExpected(n)
+      return [e, ...(e.steps ?? [])]
+    })
+
+  it('after apply the kernel holds the target, foreign rules stay, a second plan is empty', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.nat(states.length - 1), { minLength: 1, maxLength: 5 }),
+        fc.nat(),
+        fc.nat(),
+        async (path, dropSeed, maxEdit) => {
+          const host = new FakeHost()
+          host.loadSave(4, FOREIGN_V4)
+          const foreign = renderForeignView(await host.iptablesSave(4))
+          for (const i of path) {
+            const target = states[i]!
+            // drift: someone deleted one rule of ours in the kernel
+            const save = await host.iptablesSave(4)
+            const ours = save.split('\n').filter((l) => l.startsWith('-A neutron-'))
+            const victim = ours.length ? ours[dropSeed % ours.length]! : null
+            if (victim)
+              await host.iptablesRestore(4, `*filter\n${victim.replace(/^-A/, '-D')}\nCOMMIT\n`).catch(() => {})
+            await applyDesired(host, target, { maxEdit: maxEdit % 8 })
+            await expectHolds(host, target)
+            expect(renderForeignView(await host.iptablesSave(4))).toBe(foreign)
+          }
+        },
+      ),
+      { numRuns: 60 },
+    )
+  })
+})
+
+describe('planChange from the compiler Rulesets (hot path)', () => {
+  const names = readdirSync(FIXTURES).filter((n) => !n.includes('.'))
+  it.each(names)('%s: every step applied as a change holds the compiler output', async (name) => {
+    const { scenario } = parseScenario(JSON.parse(readFileSync(join(FIXTURES, name, 'scenario.json'), 'utf8')))
+    const states = compileScenarioStates(scenario!)
+    const host = new FakeHost()
+    host.loadSave(4, FOREIGN_V4)
+    await applyDesired(host, toStateResult(states[0]!))
+    for (let i = 1; i < states.length; i++) {
+      await applyCompiledChange(host, states[i - 1]!, states[i]!)
+      await expectHolds(host, toStateResult(states[i]!))
     }
   })
 })

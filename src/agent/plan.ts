@@ -24,12 +24,15 @@
  */
 
 import { isValidSetName, parseIpsetSave, type SavedSet } from '../netfilter/ipset-text.js'
-import { BUILTIN_CHAINS, isBuiltinChain } from '../netfilter/ir.js'
+import { BUILTIN_CHAINS, type Chain, isBuiltinChain, type Rule, type Ruleset } from '../netfilter/ir.js'
+import { renderRuleBody } from '../netfilter/render.js'
 import {
   findSavedChain,
+  normalizeRawBody,
   normalizeTokens,
   parseSaveText,
   ruleTarget,
+  type SavedChain,
   type SavedDoc,
   type SavedTable,
   tokenizeLine,
@@ -68,7 +71,12 @@ export interface ConntrackDeletion {
   readonly zone?: number
 }
 
-export type ChainChangeKind = 'create' | 'rewrite' | 'delete' | 'jumps'
+/**
+ * create: new chain, declared and filled; rewrite: declared (flushed) and refilled;
+ * edit: a few rules deleted/inserted by position; delete: flushed and removed;
+ * jumps: our rules in a built-in chain replaced.
+ */
+export type ChainChangeKind = 'create' | 'rewrite' | 'edit' | 'delete' | 'jumps'
 
 export interface ChainChange {
   readonly family: Family
@@ -112,6 +120,8 @@ export interface PlanOptions {
   readonly ownership?: Ownership
   /** A set whose change touches more members than this is rebuilt and swapped. */
   readonly swapThreshold?: number
+  /** A chain change of at most this many deleted+inserted rules is an edit, not a rewrite (0: always rewrite). */
+  readonly maxEdit?: number
 }
 
 const CHAIN_NAME = /^[A-Za-z0-9_.-]{1,28}$/
@@ -138,6 +148,39 @@ function hasOwned(t: SavedTable, o: Ownership): boolean {
   )
 }
 
+/**
+ * A small change to a chain as positional deletes and inserts (common prefix and
+ * suffix kept): rewriting a 30-rule chain to add one rule costs the kernel 30
+ * rules, the edit one. Null when the middle is large (then the chain is rewritten).
+ * Deletes go from the end so positions stay valid; inserts use final positions.
+ * Positions come from `before`, so `before` must be what the kernel holds: the
+ * kernel's own listing, or what this agent wrote last (a periodic diff catches drift).
+ */
+export function editScript(
+  chain: string,
+  before: readonly string[],
+  after: readonly string[],
+  maxEdit: number,
+): string[] | null {
+  let prefix = 0
+  while (prefix < before.length && prefix < after.length && before[prefix] === after[prefix]) prefix++
+  let suffix = 0
+  while (
+    suffix < before.length - prefix &&
+    suffix < after.length - prefix &&
+    before[before.length - 1 - suffix] === after[after.length - 1 - suffix]
+  ) {
+    suffix++
+  }
+  const dels = before.length - prefix - suffix
+  const ins = after.length - prefix - suffix
+  if (dels + ins > maxEdit || dels + ins >= after.length) return null
+  const out: string[] = []
+  for (let i = before.length - suffix - 1; i >= prefix; i--) out.push(`-D ${chain} ${i + 1}`)
+  for (let j = prefix; j < after.length - suffix; j++) out.push(`-I ${chain} ${j + 1} ${after[j]}`)
+  return out
+}
+
 /** Plan one family: the restore document and the chain changes. */
 function planFamily(
   family: Family,
@@ -145,6 +188,7 @@ function planFamily(
   actual: SavedDoc,
   o: Ownership,
   issues: PlanIssue[],
+  maxEdit: number,
 ): { doc: string | null; changes: ChainChange[] } {
   const changes: ChainChange[] = []
   const path = `ipv${family}`
@@ -160,6 +204,7 @@ function planFamily(
     const d = desired.tables.find((t) => t.name === tableName)
     const a = actual.tables.find((t) => t.name === tableName)
     const declare: string[] = []
+    const edits: string[] = []
     const builtinOps: string[] = []
     const appends: string[] = []
     const removals: string[] = []
@@ -175,20 +220,20 @@ function planFamily(
       }
       const after = c.rules.map((r) => r.body)
       const cur = findSavedChain(a, c.name)
-      if (
-        cur &&
-        sameList(
-          cur.rules.map((r) => r.body),
-          after,
-        )
-      )
-        continue
       const before = cur ? cur.rules.map((r) => r.body) : []
+      if (cur && sameList(before, after)) continue
+      const edit = cur ? editScript(c.name, before, after, maxEdit) : null
+      if (edit) {
+        changes.push({ family, table: tableName, chain: c.name, kind: 'edit', before, after })
+        edits.push(...edit)
+        continue
+      }
       changes.push({ family, table: tableName, chain: c.name, kind: cur ? 'rewrite' : 'create', before, after })
       declare.push(`:${c.name} - [0:0]`)
       for (const body of after) appends.push(body === '' ? `-A ${c.name}` : `-A ${c.name} ${body}`)
     }
-    const gone = actualUser.filter((c) => !desiredUser.some((x) => x.name === c.name))
+    const desiredNames = new Set(desiredUser.map((c) => c.name))
+    const gone = actualUser.filter((c) => !desiredNames.has(c.name))
     gone.sort((x, y) => byteOrder(x.name, y.name))
     for (const c of gone) {
       changes.push({
@@ -229,8 +274,8 @@ function planFamily(
         builtinOps.push(`-I ${name} ${i + 1} ${body}`)
       })
     }
-    if (declare.length + builtinOps.length + appends.length + removals.length === 0) continue
-    lines.push(`*${tableName}`, ...declare, ...appends, ...builtinOps, ...removals, 'COMMIT')
+    if (declare.length + edits.length + builtinOps.length + appends.length + removals.length === 0) continue
+    lines.push(`*${tableName}`, ...declare, ...appends, ...edits, ...builtinOps, ...removals, 'COMMIT')
   }
   return { doc: lines.length === 0 ? null : `${lines.join('\n')}\n`, changes }
 }
@@ -357,10 +402,39 @@ function planSets(
   return { prepare, finish, changes }
 }
 
+/**
+ * The last few parsed documents (pure memo keyed by content): an agent plans each
+ * change against the state it planned last, so that document is parsed once.
+ */
+const parsedDocs = new Map<string, ReturnType<typeof parseSaveText>>()
+
+function parseMemo(text: string): ReturnType<typeof parseSaveText> {
+  let r = parsedDocs.get(text)
+  if (r) return r
+  r = parseSaveText(text)
+  parsedDocs.set(text, r)
+  if (parsedDocs.size > 6) parsedDocs.delete(parsedDocs.keys().next().value!)
+  return r
+}
+
 function parseDoc(text: string, path: string, issues: PlanIssue[]): SavedDoc {
-  const { doc, issues: parseIssues } = parseSaveText(text)
+  const { doc, issues: parseIssues } = parseMemo(text)
   for (const i of parseIssues) issues.push({ path: `${path} line ${i.line}`, message: i.message })
   return doc
+}
+
+function conntrackDeletions(lines: readonly string[], issues: PlanIssue[]): ConntrackDeletion[] {
+  const out: ConntrackDeletion[] = []
+  const seen = new Set<string>()
+  lines.forEach((line, i) => {
+    const r = parseConntrackCommand(line)
+    if (typeof r === 'string') issues.push({ path: `conntrack[${i}]`, message: `${r}: ${line}` })
+    else if (!seen.has(JSON.stringify(r))) {
+      seen.add(JSON.stringify(r))
+      out.push(r)
+    }
+  })
+  return out
 }
 
 /** Compute the plan that makes the kernel hold `desired`. Pure. */
@@ -371,19 +445,11 @@ export function planApply(desired: DesiredState, actual: ActualState, options: P
   const d6 = parseDoc(desired.ipv6, 'desired.ipv6', issues)
   const a4 = parseDoc(actual.ipv4, 'actual.ipv4', [])
   const a6 = parseDoc(actual.ipv6, 'actual.ipv6', [])
-  const f4 = planFamily(4, d4, a4, o, issues)
-  const f6 = planFamily(6, d6, a6, o, issues)
+  const maxEdit = options.maxEdit ?? 4
+  const f4 = planFamily(4, d4, a4, o, issues, maxEdit)
+  const f6 = planFamily(6, d6, a6, o, issues, maxEdit)
   const sets = planSets(desired.ipsets, parseIpsetSave(actual.ipset).sets, o, options.swapThreshold ?? 64, issues)
-  const conntrack: ConntrackDeletion[] = []
-  const seen = new Set<string>()
-  desired.conntrack.forEach((line, i) => {
-    const r = parseConntrackCommand(line)
-    if (typeof r === 'string') issues.push({ path: `conntrack[${i}]`, message: `${r}: ${line}` })
-    else if (!seen.has(JSON.stringify(r))) {
-      seen.add(JSON.stringify(r))
-      conntrack.push(r)
-    }
-  })
+  const conntrack = conntrackDeletions(desired.conntrack, issues)
   return {
     restore: { 4: f4.doc, 6: f6.doc },
     ipsetPrepare: sets.prepare.length ? `${sets.prepare.join('\n')}\n` : '',
@@ -518,4 +584,105 @@ export function actualFromDesired(d: DesiredState): ActualState {
     for (const m of members) lines.push(`add ${name} ${m}`)
   }
   return { ipv4: d.ipv4, ipv6: d.ipv6, ipset: lines.length ? `${lines.join('\n')}\n` : '' }
+}
+
+/** A compiled state as the compiler hands it over: Rulesets (IR), ipsets, conntrack deletions. */
+export interface CompiledState {
+  readonly ipv4: Ruleset
+  readonly ipv6: Ruleset
+  readonly ipsets: Readonly<Record<string, readonly string[]>>
+  readonly conntrack: readonly string[]
+}
+
+/** Rendered, normalized body per Rule object (the compiler reuses Rule objects between compiles). */
+const bodyCache = new WeakMap<Rule, string>()
+
+function ruleBody(r: Rule): string {
+  let b = bodyCache.get(r)
+  if (b === undefined) {
+    b = normalizeRawBody(renderRuleBody(r))
+    bodyCache.set(r, b)
+  }
+  return b
+}
+
+const savedChainCache = new WeakMap<Chain, SavedChain>()
+
+function savedChain(c: Chain): SavedChain {
+  let s = savedChainCache.get(c)
+  if (!s) {
+    s = { name: c.name, policy: c.policy, rules: c.rules.map((r) => ({ body: ruleBody(r) })) }
+    savedChainCache.set(c, s)
+  }
+  return s
+}
+
+/**
+ * The chains of two Rulesets that may differ, as partial save documents: a chain
+ * object the compiler reused (same identity) is unchanged and left out of both
+ * sides, so the planner never looks at it.
+ */
+function changedChains(prev: Ruleset, next: Ruleset): { desired: SavedDoc; actual: SavedDoc } {
+  const desired: SavedTable[] = []
+  const actual: SavedTable[] = []
+  const names = new Set([...prev.tables.map((t) => t.name), ...next.tables.map((t) => t.name)])
+  for (const name of names) {
+    const p = new Map((prev.tables.find((t) => t.name === name)?.chains ?? []).map((c) => [c.name, c]))
+    const n = new Map((next.tables.find((t) => t.name === name)?.chains ?? []).map((c) => [c.name, c]))
+    const d: SavedChain[] = []
+    const a: SavedChain[] = []
+    for (const [cn, c] of n) {
+      const old = p.get(cn)
+      if (old === c) continue
+      const sc = savedChain(c)
+      const so = old ? savedChain(old) : undefined
+      if (
+        so &&
+        sameList(
+          so.rules.map((r) => r.body),
+          sc.rules.map((r) => r.body),
+        )
+      )
+        continue
+      d.push(sc)
+      if (so) a.push(so)
+    }
+    for (const [cn, c] of p) if (!n.has(cn)) a.push(savedChain(c))
+    if (d.length) desired.push({ name, chains: d })
+    if (a.length) actual.push({ name, chains: a })
+  }
+  return { desired: { tables: desired }, actual: { tables: actual } }
+}
+
+/**
+ * Plan a change from the state this agent wrote last (`prev`) to `next`, both as
+ * the compiler's Rulesets: only chains the compiler rebuilt are rendered and
+ * compared (the hot path of "one rule added to a group"). Same plan shape as
+ * planApply; the same assumption as any plan from memory: the kernel holds `prev`.
+ */
+export function planChange(prev: CompiledState, next: CompiledState, options: PlanOptions = {}): Plan {
+  const o = options.ownership ?? NEUTRON_OWNERSHIP
+  const issues: PlanIssue[] = []
+  const maxEdit = options.maxEdit ?? 4
+  const c4 = changedChains(prev.ipv4, next.ipv4)
+  const c6 = changedChains(prev.ipv6, next.ipv6)
+  const f4 = planFamily(4, c4.desired, c4.actual, o, issues, maxEdit)
+  const f6 = planFamily(6, c6.desired, c6.actual, o, issues, maxEdit)
+  const prevSets: SavedSet[] = Object.entries(prev.ipsets).map(([name, members]) => ({
+    name,
+    type: 'hash:net',
+    family: setFamily(name, members),
+    members,
+  }))
+  const sets = planSets(next.ipsets, prevSets, o, options.swapThreshold ?? 64, issues)
+  const conntrack = conntrackDeletions(next.conntrack, issues)
+  return {
+    restore: { 4: f4.doc, 6: f6.doc },
+    ipsetPrepare: sets.prepare.length ? `${sets.prepare.join('\n')}\n` : '',
+    ipsetFinish: sets.finish.length ? `${sets.finish.join('\n')}\n` : '',
+    conntrack,
+    chainChanges: [...f4.changes, ...f6.changes],
+    setChanges: sets.changes,
+    issues,
+  }
 }

@@ -111,11 +111,26 @@ declare module 'fastify' {
 const NOT_FOUND = { type: 'HTTPNotFound', message: 'The resource could not be found.' } as const
 
 export async function build(opts: BuildOptions): Promise<FastifyInstance> {
-  const { store, auth } = opts
+  const { auth } = opts
+  const metrics = opts.metrics ?? newMetrics()
+  // Every write transaction is timed for /metrics (sgwall_store_duration_seconds{op="write"}).
+  const store: Store = {
+    ...opts.store,
+    async write(fn) {
+      const t0 = performance.now()
+      try {
+        return await opts.store.write(fn)
+      } finally {
+        metrics.observeStore('write', (performance.now() - t0) / 1000)
+      }
+    },
+  }
   const app = Fastify({
     logger: opts.logger ?? false,
     bodyLimit: 4 * 1024 * 1024,
     genReqId: () => `req-${randomUUID()}`,
+    // Neutron accepts a `.json` format suffix (tempest uses `/quotas/<p>/details.json`).
+    rewriteUrl: (req) => (req.url ?? '/').replace(/^([^?]*?)\.json(?=\?|$)/, '$1'),
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1000 },
     // Errors Fastify raises before routing (bad URL encoding, bad content type) keep the Neutron shape.
     frameworkErrors: (error, _req, res) => {
@@ -126,7 +141,6 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
         .send({ NeutronError: { type: 'HTTPBadRequest', message: error.message, detail: '' } })
     },
   })
-  const metrics = opts.metrics ?? newMetrics()
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body))
 

@@ -695,11 +695,22 @@ export async function createRules(store: Store, ctx: RequestContext, items: Body
         throw nerr('AddressGroupNotFound', `Address group ${d.remote_address_group_id} could not be found.`)
       if (!visibleIds.has(d.security_group_id)) throw sgNotFound(d.security_group_id)
     }
-    const existing = await w.tx
-      .selectFrom('security_group_rules')
-      .selectAll()
-      .where('security_group_id', 'in', [...new Set(drafts.map((d) => d.security_group_id))])
-      .execute()
+    // Candidates for duplicates: same group, direction, ethertype and port range (the rest is compared in JS).
+    const existing = (
+      await Promise.all(
+        drafts.map((d) =>
+          w.tx
+            .selectFrom('security_group_rules')
+            .selectAll()
+            .where('security_group_id', '=', d.security_group_id)
+            .where('direction', '=', d.direction)
+            .where('ethertype', '=', d.ethertype)
+            .where('port_range_min', d.port_range_min === null ? 'is' : '=', d.port_range_min)
+            .where('port_range_max', d.port_range_max === null ? 'is' : '=', d.port_range_max)
+            .execute(),
+        ),
+      )
+    ).flat()
     const byKey = new Map(existing.map((r) => [dupKey(r), r.id]))
     const inPost = new Set<string>()
     for (const d of drafts) {

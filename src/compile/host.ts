@@ -404,8 +404,13 @@ export class HostCompiler {
     return entries
   }
 
+  /**
+   * The spoof chain's rules. Two entries with the same (MAC, network) make the same line,
+   * and IptablesManager keeps the last copy of a duplicate line: so do we, keyed on the
+   * pair (cheaper than comparing rendered text, and the same thing for these rules).
+   */
   private spoofRules(entries: Array<[string, string | null]>): Rule[] {
-    const rules: Rule[] = []
+    const keyed: Array<[string, string | null, string]> = []
     for (const [mac, ip] of entries) {
       let cidr: string | null = null
       if (ip !== null) {
@@ -413,8 +418,16 @@ export class HostCompiler {
         if (!c) continue
         cidr = `${c.network}/${c.prefix}`
       }
-      rules.push(spoofAllowRule(cidr, mac))
+      keyed.push([mac.toUpperCase(), cidr, `${mac.toUpperCase()} ${cidr}`])
     }
+    const last = new Map<string, number>()
+    keyed.forEach(([, , k], i) => {
+      last.set(k, i)
+    })
+    const rules: Rule[] = []
+    keyed.forEach(([mac, cidr, k], i) => {
+      if (last.get(k) === i) rules.push(spoofAllowRule(cidr, mac))
+    })
     rules.push(SPOOF_DROP_RULE)
     return rules
   }
@@ -443,21 +456,20 @@ export class HostCompiler {
     const entries = this.spoofEntries(p, ethertype)
     const driver = this.config.firewall_driver
     const sChain = portChainName(driver, 's', p.id)
-    const providerTexts = new Set<string>()
-    const uniqueProvider: Rule[] = []
-    for (const r of provider) {
-      const k = renderRuleBody(r)
-      if (providerTexts.has(k)) continue
-      providerTexts.add(k)
-      uniqueProvider.push(r)
-    }
+    // Provider rules are distinct lines (one per fixed IP). Of them, only the RA rule can
+    // equal a group rule: the DHCP ones carry --sport, which group rules never have.
+    const uniqueProvider = provider.filter((r, i) => provider.indexOf(r) === i)
+    const providerTexts: ReadonlySet<string> = uniqueProvider.includes(V6_RA_IN_RULE)
+      ? new Set([renderRuleBody(V6_RA_IN_RULE)])
+      : EMPTY_TEXTS
     const names = { iChain: portChainName(driver, 'i', p.id), oChain: portChainName(driver, 'o', p.id) }
-    return entries.length > 0
+    const fixGap = this.config.fixes?.includes('spoof-missing-family') ?? false
+    return entries.length > 0 || fixGap
       ? {
           ...names,
           provider: uniqueProvider,
           providerTexts,
-          spoof: { name: sChain, policy: null, rules: dedupKeepLast(this.spoofRules(entries)) },
+          spoof: { name: sChain, policy: null, rules: this.spoofRules(entries) },
           jumpToSpoof: jumpRule(sChain),
         }
       : { ...names, provider: uniqueProvider, providerTexts, spoof: null, jumpToSpoof: null }
@@ -694,7 +706,8 @@ export class HostCompiler {
       for (const r of this.zoneRules(p, z, isStateless(p, groups, state, config))) removeRules.add(r)
     }
     // Rules from this compiler are the same objects; rules read back from elsewhere match by text.
-    let leftovers = memory.raw.filter((r) => !removeRules.has(r))
+    const fixStale = config.fixes?.includes('stale-raw-rules') ?? false
+    let leftovers = fixStale ? [] : memory.raw.filter((r) => !removeRules.has(r))
     if (leftovers.length > 0) {
       const removeTexts = new Set([...removeRules].map(renderRuleBody))
       leftovers = leftovers.filter((r) => !removeTexts.has(renderRuleBody(r)))
@@ -821,6 +834,7 @@ export class HostCompiler {
 }
 
 const EMPTY_RULESET: Ruleset = { tables: [] }
+const EMPTY_TEXTS: ReadonlySet<string> = new Set()
 const ACCEPT_RULE: Rule = { matches: [], target: { name: 'ACCEPT', goto: false, options: [] } }
 
 /** The remote groups (per ethertype) that one group's rules reference (memoized per group object). */

@@ -142,6 +142,10 @@ export async function labUp(o: LabOptions): Promise<LabRecord> {
       hostOps.push({ op: 'add-veth', name: vm.tap, peer: 'eth0', mtu, peerNetns: vm.netns })
     }
     await host.linkBatch(hostOps)
+    // the hypervisor's tap carries no host-side IPv6 address (see plug.ts on getaddrinfo)
+    await host.sysctlSet(
+      Object.fromEntries(o.ports.map((p) => [`net.ipv6.conf.${ports[p.id]!.tap}.disable_ipv6`, '1'])),
+    )
     for (const p of o.ports) {
       const vm = ports[p.id]!
       if (vm.netns === null) continue

@@ -55,9 +55,21 @@ export interface Port {
   readonly device_owner?: string
 }
 
+/**
+ * Opt-in corrections of Neutron bugs (off by default: the default is fidelity).
+ * - `stale-raw-rules`: when a port's statefulness flips, remove its old zone/notrack
+ *   rules instead of leaving them in front of the new ones (surprise 1).
+ * - `spoof-missing-family`: give a port an anti-spoofing chain (drop only) for a family
+ *   it has no address of, so "egress any" cannot send from any source (surprise 7).
+ */
+export type NeutronFix = 'stale-raw-rules' | 'spoof-missing-family'
+export const NEUTRON_FIXES: readonly NeutronFix[] = ['stale-raw-rules', 'spoof-missing-family']
+
 export interface HostConfig {
   readonly firewall_driver: FirewallDriver
   readonly enable_ipset: boolean
+  /** Opt-in bug fixes; absent or empty = exactly Neutron. */
+  readonly fixes?: readonly NeutronFix[]
 }
 
 /** The complete state of one host at one moment. */

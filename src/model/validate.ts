@@ -16,12 +16,14 @@ import type {
   HostState,
   Issue,
   Members,
+  NeutronFix,
   Port,
   Scenario,
   ScenarioStep,
   SecurityGroup,
   SecurityGroupRule,
 } from './types.js'
+import { NEUTRON_FIXES } from './types.js'
 
 /** Ids become parts of device, chain and ipset names: letters, digits and dashes only. */
 export const ID_RE = /^[A-Za-z0-9][A-Za-z0-9-]{10,63}$/
@@ -328,6 +330,7 @@ function parsePorts(v: Json, path: string, c: Collector): Port[] | null {
       p.fixed_ips.forEach((a, j) => {
         const cidr = typeof a === 'string' ? parseCidr(a) : null
         if (!cidr || cidr.hadPrefix) c.add(`${pp}.fixed_ips[${j}]`, `must be a plain IP address, got ${describe(a)}`)
+        else if (fixed.includes(cidr.address)) c.add(`${pp}.fixed_ips[${j}]`, `${cidr.address} is listed twice`)
         else fixed.push(cidr.address)
       })
     const pairs: AllowedAddressPair[] = []
@@ -449,14 +452,25 @@ export function parseScenario(json: Json): { scenario: Scenario | null; issues: 
   const cfg = json.config === undefined ? {} : json.config
   if (!isObject(cfg)) c.add('$.config', 'must be an object {"firewall_driver", "enable_ipset"}')
   else {
-    checkKeys(cfg, ['firewall_driver', 'enable_ipset'], '$.config', c)
+    checkKeys(cfg, ['firewall_driver', 'enable_ipset', 'fixes'], '$.config', c)
     const driver = cfg.firewall_driver ?? 'iptables_hybrid'
     const ipset = cfg.enable_ipset ?? true
     if (driver !== 'iptables_hybrid' && driver !== 'iptables')
       c.add('$.config.firewall_driver', `must be "iptables_hybrid" or "iptables", got ${describe(driver)}`)
     if (typeof ipset !== 'boolean') c.add('$.config.enable_ipset', `must be true or false, got ${describe(ipset)}`)
+    const fixes: NeutronFix[] = []
+    if (cfg.fixes !== undefined) {
+      if (!Array.isArray(cfg.fixes))
+        c.add('$.config.fixes', `must be an array of fix names (${NEUTRON_FIXES.join(', ')})`)
+      else
+        cfg.fixes.forEach((f, i) => {
+          if (typeof f === 'string' && (NEUTRON_FIXES as readonly string[]).includes(f)) {
+            if (!fixes.includes(f as NeutronFix)) fixes.push(f as NeutronFix)
+          } else c.add(`$.config.fixes[${i}]`, `unknown fix ${describe(f)} (known: ${NEUTRON_FIXES.join(', ')})`)
+        })
+    }
     if ((driver === 'iptables_hybrid' || driver === 'iptables') && typeof ipset === 'boolean')
-      config = { firewall_driver: driver as FirewallDriver, enable_ipset: ipset }
+      config = { firewall_driver: driver as FirewallDriver, enable_ipset: ipset, ...(fixes.length ? { fixes } : {}) }
   }
   if (json.description !== undefined && typeof json.description !== 'string') c.add('$.description', 'must be a string')
   const initial = parseState(json, null, '$.', c)

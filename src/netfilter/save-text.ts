@@ -95,13 +95,35 @@ export function normalizeRuleBody(body: string): string {
   return normalizeTokens(tokenizeLine(body))
 }
 
-/** The jump or goto target of a rule body, or null. */
+const TARGET = /(?:^| )-[jg] ([^ "]+)/
+
+/** The jump or goto target of a rule body (normalized spelling), or null. */
 export function ruleTarget(body: string): string | null {
+  if (!body.includes('"')) return TARGET.exec(body)?.[1] ?? null
   const toks = tokenizeLine(body)
   for (let i = 0; i + 1 < toks.length; i++) {
     if (toks[i] === '-j' || toks[i] === '-g') return toks[i + 1]!
   }
   return null
+}
+
+/** Text whose tokens are already in normalized spelling when single-spaced (no escapes, no odd quoting). */
+const QUOTED_COMMENT_BODY = /^[A-Za-z0-9_@%+=:,./!\-[\]$ ]*(--comment "[^"\\]*"[A-Za-z0-9_@%+=:,./!\-[\]$ ]*)*$/
+const UNQUOTED_COMMENT = /--comment [^"]/
+const MAC_ARG = /--mac-source ([0-9a-fA-F:]{17})/g
+
+/**
+ * Normalized body from the raw text after `-A CHAIN `: a fast path for what
+ * iptables-save prints (single spaces, comments double-quoted), else the tokenizer.
+ */
+export function normalizeRawBody(raw: string): string {
+  if (!raw.includes('  ') && !UNQUOTED_COMMENT.test(raw) && QUOTED_COMMENT_BODY.test(raw)) {
+    const body = raw.trim()
+    return body.includes('--mac-source')
+      ? body.replace(MAC_ARG, (_, m: string) => `--mac-source ${m.toUpperCase()}`)
+      : body
+  }
+  return normalizeRuleBody(raw)
 }
 
 const COUNTERS = /^\[(\d+):(\d+)\]$/
@@ -156,25 +178,26 @@ export function parseSaveText(text: string): { doc: SavedDoc; issues: SaveTextIs
       table.chains.set(name, chain)
       continue
     }
-    let toks = tokenizeLine(line)
+    let rest = line
     let counters: Counters | undefined
-    const c = parseCounters(toks[0])
-    if (c) {
-      counters = c
-      toks = toks.slice(1)
+    if (rest.startsWith('[')) {
+      const sp = rest.indexOf(' ')
+      counters = parseCounters(sp < 0 ? rest : rest.slice(0, sp))
+      rest = sp < 0 ? '' : rest.slice(sp + 1).trimStart()
     }
-    if (toks[0] !== '-A' || toks[1] === undefined) {
+    const sp = rest.indexOf(' ', 3)
+    const chainName = sp < 0 ? rest.slice(3) : rest.slice(3, sp)
+    if (!rest.startsWith('-A ') || chainName === '' || /[\t"]/.test(chainName)) {
       issues.push({ line: lineNo, message: `expected "-A CHAIN ...", got "${line.slice(0, 60)}"` })
       continue
     }
-    const chainName = toks[1]
     let chain = table.chains.get(chainName)
     if (!chain) {
       issues.push({ line: lineNo, message: `rule for undeclared chain ${chainName}` })
       chain = { name: chainName, policy: null, rules: [] }
       table.chains.set(chainName, chain)
     }
-    const body = normalizeTokens(toks.slice(2))
+    const body = normalizeRawBody(sp < 0 ? '' : rest.slice(sp + 1))
     chain.rules.push(counters ? { body, counters } : { body })
   }
   if (table) issues.push({ line: lines.length, message: `table ${table.name} has no COMMIT` })
@@ -185,6 +208,15 @@ export function findSavedTable(doc: SavedDoc, name: string): SavedTable | undefi
   return doc.tables.find((t) => t.name === name)
 }
 
+const chainIndex = new WeakMap<SavedTable, Map<string, SavedChain>>()
+
+/** The chain of a table by name (indexed: tables hold thousands of chains). */
 export function findSavedChain(t: SavedTable | undefined, name: string): SavedChain | undefined {
-  return t?.chains.find((c) => c.name === name)
+  if (!t) return undefined
+  let idx = chainIndex.get(t)
+  if (!idx) {
+    idx = new Map(t.chains.map((c) => [c.name, c]))
+    chainIndex.set(t, idx)
+  }
+  return idx.get(name)
 }

@@ -177,7 +177,19 @@ const m0001: Migration = {
   },
 }
 
-export const migrations: Record<string, Migration> = { '0001_initial': m0001 }
+const m0002: Migration = {
+  async up(db: AnyDb) {
+    // ensureDefaultGroup looks up (project_id, name = 'default') on every list.
+    await db.schema
+      .createIndex('security_groups_project_name')
+      .on('security_groups')
+      .columns(['project_id', 'name'])
+      .execute()
+    await db.schema.createIndex('sg_rules_std').on('security_group_rules').column('standard_attr_id').execute()
+  },
+}
+
+export const migrations: Record<string, Migration> = { '0001_initial': m0001, '0002_lookup_indexes': m0002 }
 
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,

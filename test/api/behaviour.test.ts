@@ -53,6 +53,85 @@ for (const d of storeDialects()) {
       expect(again.json.security_groups).toHaveLength(1)
     })
 
+    it('has exactly the wire keys of spec §5.1, §6.1, §7.1', async () => {
+      const k = h.as('keys')
+      const g = await group(k, 'keys')
+      expect(Object.keys(g).sort()).toEqual(
+        [
+          'id',
+          'name',
+          'stateful',
+          'tenant_id',
+          'description',
+          'shared',
+          'security_group_rules',
+          'tags',
+          'created_at',
+          'updated_at',
+          'revision_number',
+          'project_id',
+        ].sort(),
+      )
+      const top = [
+        'id',
+        'tenant_id',
+        'security_group_id',
+        'ethertype',
+        'direction',
+        'protocol',
+        'port_range_min',
+        'port_range_max',
+        'remote_ip_prefix',
+        'remote_address_group_id',
+        'normalized_cidr',
+        'remote_group_id',
+        'description',
+        'created_at',
+        'updated_at',
+        'revision_number',
+        'project_id',
+      ]
+      expect(Object.keys(g.security_group_rules[0]).sort()).toEqual([...top, 'standard_attr_id', 'tags'].sort())
+      const r = (await k.req('GET', `/v2.0/security-group-rules/${g.security_group_rules[0].id}`)).json
+        .security_group_rule
+      expect(Object.keys(r).sort()).toEqual([...top].sort())
+      expect(r.created_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/)
+      const net = (await k.req('POST', '/v2.0/networks', { network: { name: 'kn' } })).json.network
+      expect(net.revision_number).toBe(1)
+      const port = (await k.req('POST', '/v2.0/ports', { port: { network_id: net.id } })).json.port
+      const memberKeys = [
+        'admin_state_up',
+        'allowed_address_pairs',
+        'binding:vnic_type',
+        'created_at',
+        'description',
+        'device_id',
+        'device_owner',
+        'extra_dhcp_opts',
+        'fixed_ips',
+        'id',
+        'mac_address',
+        'name',
+        'network_id',
+        'port_security_enabled',
+        'project_id',
+        'revision_number',
+        'security_groups',
+        'status',
+        'tags',
+        'tenant_id',
+        'updated_at',
+      ]
+      expect(Object.keys(port).sort()).toEqual(memberKeys)
+      expect(port).toMatchObject({ revision_number: 1, status: 'DOWN', fixed_ips: [] })
+      const asAdmin = (await admin.req('GET', `/v2.0/ports/${port.id}`)).json.port
+      expect(Object.keys(asAdmin).sort()).toEqual(
+        [...memberKeys, 'binding:host_id', 'binding:profile', 'binding:vif_details', 'binding:vif_type'].sort(),
+      )
+      expect(asAdmin['binding:vif_type']).toBe('unbound')
+      expect((await k.req('DELETE', `/v2.0/ports/${port.id}`)).status).toBe(204)
+    })
+
     it('detects duplicates after normalisation (spec §6.6)', async () => {
       const sg = (await group(demo, 'dups')).id
       const ok = async (b: object) => expect((await rule(demo, sg, b)).status).toBe(201)
@@ -416,6 +495,15 @@ for (const d of storeDialects()) {
       expect(ext.json.extensions.map((e: { alias: string }) => e.alias)).toContain('security-group')
       expect((await demo.req('GET', '/v2.0/extensions/tag-ports-during-bulk-creation')).status).toBe(404)
       expect((await demo.req('GET', '/v2.0/extensions/security-group')).json.extension.alias).toBe('security-group')
+      await h.as('metrics-project').req('GET', '/v2.0/security-groups') // creates its default group: a write
+      const metrics = await h.app.inject({ method: 'GET', url: '/metrics' })
+      expect(metrics.body).toMatch(
+        /sgwall_http_requests_total\{method="GET",route="\/v2.0\/extensions",status="200"\} 1/,
+      )
+      expect(metrics.body).toMatch(/sgwall_store_duration_seconds_count\{op="write"\} [1-9]/)
+      // the `.json` format suffix is accepted (tempest: /quotas/<p>/details.json)
+      expect((await demo.req('GET', '/v2.0/quotas/demo/details.json')).json.quota.security_group.limit).toBe(10)
+      expect((await demo.req('GET', '/v2.0/security-groups.json?name=default')).json.security_groups).toHaveLength(1)
     })
 
     it('logs every change with a monotonic revision', async () => {

@@ -70,6 +70,7 @@ describe('agent follows the server', () => {
       host: 'compute-1',
       dataplane: host,
       waitSeconds: 1,
+      resyncSeconds: 2,
       sleep: (ms) => new Promise((r) => setTimeout(r, Math.min(ms, 100))),
       onEvent: (e) => events.push(e),
     })
@@ -110,6 +111,13 @@ describe('agent follows the server', () => {
       return save.includes(`:${chain}`) && !save.includes('--dport 8080')
     })
     expect(events.some((e) => e.kind === 'error')).toBe(true)
+
+    // Drift: someone flushes the port's ingress chain; the periodic reconcile repairs it.
+    await host.iptablesRestore(4, `*filter\n:${chain} - [0:0]\nCOMMIT\n`)
+    expect(await host.iptablesSave(4)).not.toContain(`-A ${chain} -m state`)
+    await until('the flushed chain to be repaired', async () =>
+      (await host.iptablesSave(4)).includes(`-A ${chain} -m state`),
+    )
 
     agent.stop()
     await running

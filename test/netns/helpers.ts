@@ -114,7 +114,13 @@ export class PacketLab {
   rec!: LabRecord
   host!: RealHost
   private memory: AgentMemory | undefined
-  private readonly compiler: HostCompiler
+  private compiler: HostCompiler
+
+  /** Switch driver options (e.g. ipset off); the next apply recompiles from scratch. */
+  reconfigure(config: HostConfig): void {
+    this.compiler = new HostCompiler(config)
+    this.memory = undefined
+  }
 
   constructor(
     readonly name: string,

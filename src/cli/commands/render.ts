@@ -2,6 +2,7 @@
 import type { Command } from 'commander'
 import { compileScenario, type RenderResult } from '../../compile/index.js'
 import { AppError } from '../../errors.js'
+import { NEUTRON_FIXES, type NeutronFix } from '../../model/types.js'
 import { readScenarioFile } from '../scenario-file.js'
 
 export function formatIptables(result: RenderResult): string {
@@ -30,11 +31,17 @@ export function register(program: Command): void {
     .description('compile a host scenario into the netfilter state Neutron 21 would produce')
     .argument('<scenario>', 'scenario JSON file (shared/spec/scenario.md), or - for stdin')
     .option('--format <format>', 'json (expected.json shape) or iptables (restore documents)', 'json')
-    .action(async (path: string, opts: { format: string }) => {
+    .option('--fix <fixes>', `opt-in fixes of Neutron bugs, comma-separated: ${NEUTRON_FIXES.join(', ')}`)
+    .action(async (path: string, opts: { format: string; fix?: string }) => {
       if (opts.format !== 'json' && opts.format !== 'iptables')
         throw new AppError('InvalidInput', `--format must be json or iptables, got "${opts.format}"`)
+      const fixes = (opts.fix ?? '').split(',').filter((f) => f !== '')
+      for (const f of fixes)
+        if (!(NEUTRON_FIXES as readonly string[]).includes(f))
+          throw new AppError('InvalidInput', `--fix: unknown fix "${f}" (known: ${NEUTRON_FIXES.join(', ')})`)
       const scenario = await readScenarioFile(path)
-      const result = compileScenario(scenario)
+      const config = fixes.length ? { ...scenario.config, fixes: fixes as NeutronFix[] } : scenario.config
+      const result = compileScenario({ ...scenario, config })
       process.stdout.write(opts.format === 'json' ? `${JSON.stringify(result, null, 2)}\n` : formatIptables(result))
     })
 }

@@ -45,8 +45,11 @@ export function register(program: Command): void {
         lines.push(
           `  openstack CLI: export OS_AUTH_URL=${server.url}/identity/v3 OS_USERNAME=admin OS_PROJECT_NAME=admin OS_USER_DOMAIN_NAME=Default OS_PROJECT_DOMAIN_NAME=Default OS_PASSWORD=…`,
         )
-      } else if (auth === 'none')
+      } else if (auth === 'none') {
         lines.push(`  openstack CLI: openstack --os-auth-type none --os-endpoint ${server.url} network list`)
+        if (!/^(127\.|::1$|localhost$)/.test(String(o.bind)))
+          lines.push(`  WARNING: --auth none on ${String(o.bind)}: anyone who can reach this port is admin`)
+      }
       process.stderr.write(`${lines.join('\n')}\n`)
       await new Promise<void>((resolve) => {
         const stop = () => resolve()
