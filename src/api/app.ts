@@ -294,8 +294,8 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   }
   const groupCache = new GroupCache(store)
   /** Groups visible to ctx from the cache; groups shared to ctx get `shared: true`. */
-  const visibleCachedGroups = async (ctx: RequestContext) => {
-    const snap = await groupCache.get()
+  const visibleCachedGroups = async (ctx: RequestContext, snapshot?: Awaited<ReturnType<GroupCache['get']>>) => {
+    const snap = snapshot ?? (await groupCache.get())
     if (ctx.isAdmin) {
       const shared = await sharedGroupIds(store.db, ctx)
       return snap.groups.map((g) =>
@@ -327,6 +327,8 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     async list(req, ctx) {
       await ensureForList(req, ctx)
       if (!needsRules(req)) {
+        const current = await groupCache.current()
+        if (current) return (await visibleCachedGroups(ctx, current)).map((g) => g.wire)
         const rows = await loadGroupRows(store.db, ctx)
         const tags = await loadTags(store.db, 'security_groups', null)
         const shared = new Set(

@@ -4,35 +4,11 @@
  * (shared/spec/neutron-api.md §5, §6, §12).
  */
 import ipaddr from 'ipaddr.js'
+import { API_PROTOCOL_NUMBERS } from '../model/protocols.js'
 import { type NeutronError, nerr, pyRepr, pyStr } from './neutron-error.js'
 
-export const PROTOCOL_NUMBERS: Readonly<Record<string, number>> = {
-  ah: 51,
-  dccp: 33,
-  egp: 8,
-  esp: 50,
-  gre: 47,
-  hopopt: 0,
-  icmp: 1,
-  igmp: 2,
-  ip: 0,
-  ipip: 4,
-  'ipv6-encap': 41,
-  'ipv6-frag': 44,
-  'ipv6-icmp': 58,
-  icmpv6: 58,
-  'ipv6-nonxt': 59,
-  'ipv6-opts': 60,
-  'ipv6-route': 43,
-  ospf: 89,
-  pgm: 113,
-  rsvp: 46,
-  sctp: 132,
-  tcp: 6,
-  udp: 17,
-  udplite: 136,
-  vrrp: 112,
-}
+/** Protocol names the API accepts and their numbers (one table for the whole project). */
+export const PROTOCOL_NUMBERS: Readonly<Record<string, number>> = API_PROTOCOL_NUMBERS
 const PROTOCOL_LIST =
   "[None, 'ah', 'dccp', 'egp', 'esp', 'gre', 'hopopt', 'icmp', 'igmp', 'ip', 'ipip', 'ipv6-encap', 'ipv6-frag', 'ipv6-icmp', 'icmpv6', 'ipv6-nonxt', 'ipv6-opts', 'ipv6-route', 'ospf', 'pgm', 'rsvp', 'sctp', 'tcp', 'udp', 'udplite', 'vrrp']"
 

@@ -33,6 +33,12 @@ export class GroupCache {
 
   constructor(private readonly store: Store) {}
 
+  /** The snapshot if it is current, without building one (cheap callers fall back to SQL). */
+  async current(): Promise<Snapshot | null> {
+    if (!this.snapshot) return null
+    return (await this.store.revision()) === this.snapshot.revision ? this.snapshot : null
+  }
+
   async get(): Promise<Snapshot> {
     const revision = await this.store.revision()
     if (this.snapshot?.revision === revision) return this.snapshot

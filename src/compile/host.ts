@@ -13,6 +13,30 @@
 import { parseCidr } from '../model/addresses.js'
 import type { Ethertype, HostConfig, HostState, Port, SecurityGroup, SecurityGroupRule } from '../model/types.js'
 import type { Chain, Rule, Ruleset, Table } from '../netfilter/ir.js'
+import { conntrackDeletions } from './conntrack.js'
+import { computeIpsets } from './ipsets.js'
+import {
+  type AgentMemory,
+  CompileCache,
+  type CompiledHost,
+  EMPTY_MEMORY,
+  fixedIpsOf,
+  groupRemoteRefs,
+  membersOf,
+  type PortChains,
+  type PortEntry,
+  type PortLocal,
+  type SgList,
+  sameRefs,
+  splitPorts,
+  ZONE_MAX,
+  ZONE_START,
+  zoneKey,
+} from './state.js'
+
+export type { AgentMemory, CompiledHost } from './state.js'
+export { CompileCache, EMPTY_MEMORY } from './state.js'
+
 import { renderRuleBody } from '../netfilter/render.js'
 import { brqName, chainPrefix, FILTER_TOP_CHAIN, ipsetName, portChainName, qvbName, tapName } from './names.js'
 import {
@@ -45,135 +69,6 @@ import {
   zoneRule,
 } from './rules.js'
 
-const ZONE_START = 4097
-const ZONE_MAX = 65535
-const ETHERTYPES: readonly Ethertype[] = ['IPv4', 'IPv6']
-
-/** What the agent remembers between refreshes. Treat as immutable. */
-export interface AgentMemory {
-  /** Whether Neutron's common chains exist (after the first port was ever seen). */
-  readonly initialized: boolean
-  /** Zone map, keyed like Neutron's _device_key (hybrid: port id chars 3-14; iptables: network id chars 0-11). */
-  readonly zones: ReadonlyMap<string, number>
-  /** Trusted ports, in the order first seen. */
-  readonly trusted: readonly string[]
-  /** Ports without port security, in the order first processed. */
-  readonly unfiltered: readonly string[]
-  /** Rules of the raw P-PREROUTING chain (identical in both families). */
-  readonly raw: readonly Rule[]
-  /** The state this memory was computed for (conntrack deletions are computed from it). */
-  readonly state: HostState | null
-  /** ipset contents after the last refresh (name → members in ipset spelling). */
-  readonly ipsets: ReadonlyMap<string, readonly string[]>
-}
-
-export const EMPTY_MEMORY: AgentMemory = {
-  initialized: false,
-  zones: new Map(),
-  trusted: [],
-  unfiltered: [],
-  raw: [],
-  state: null,
-  ipsets: new Map(),
-}
-
-export interface CompiledHost {
-  readonly ipv4: Ruleset
-  readonly ipv6: Ruleset
-  /** Every ipset that exists, name → members, ipset spelling, sorted. */
-  readonly ipsets: Readonly<Record<string, readonly string[]>>
-  /** `conntrack -D …` command lines issued to reach this state, sorted, unique. */
-  readonly conntrack: readonly string[]
-  readonly memory: AgentMemory
-}
-
-/** Caches that survive between compiles (keyed on object identity of immutable inputs). */
-export class CompileCache {
-  /** Rendered rule of one group rule, per (rule, ipset on, remote prefix). */
-  readonly sgRuleCache = new WeakMap<SecurityGroupRule, Map<string, Rule>>()
-  /** Small per-port rules (jumps, zone rules) and ipset contents, by a string key. */
-  readonly keyed = new Map<string, readonly unknown[]>()
-  /** ipset entries of one member list, sorted (keyed on the list's identity). */
-  readonly ipsetCache = new WeakMap<readonly string[], readonly string[]>()
-  readonly entries = new Map<string, PortEntry>()
-  /** The memory the last compile returned, and the pieces the fast path reuses. */
-  lastMemory: AgentMemory | null = null
-  lastChains: { memory: AgentMemory; common: readonly Chain[]; portChains: readonly PortChains[] } | null = null
-  readonly zoneKeys = new WeakMap<Port, string>()
-  readonly splits = new WeakMap<readonly Port[], PortSplit>()
-  /** Group rules of one port group list (ipset on: they do not depend on the port). */
-  readonly sgLists = new Map<string, { groups: readonly (SecurityGroup | undefined)[]; lists: Map<string, SgList> }>()
-  /** Rules that depend only on one port's own attributes. */
-  readonly portLocal = new WeakMap<Port, { IPv4: PortLocal; IPv6: PortLocal }>()
-  /** Remote groups referenced by one group's rules, per ethertype. */
-  readonly remoteRefs = new WeakMap<SecurityGroup, ReadonlyMap<Ethertype, ReadonlySet<string>>>()
-  /** Port chains per port object + the identity of everything they depend on. */
-  readonly portCache = new WeakMap<Port, { deps: readonly unknown[]; chains: PortChains }>()
-}
-
-/** Per-port rules that do not depend on groups, kept across compiles (keyed by port id). */
-interface PortEntry {
-  readonly networkId: string
-  readonly zoneRules: Array<{ zone: number; stateless: boolean; rules: readonly Rule[] }>
-  jumps: readonly Rule[] | null
-  accepts: readonly Rule[] | null
-}
-
-/** A port list split by kind; filtered ports sorted by id. */
-interface PortSplit {
-  readonly filtered: readonly Port[]
-  readonly trusted: readonly string[]
-  readonly unfiltered: readonly string[]
-}
-
-interface PortLocal {
-  readonly iChain: string
-  readonly oChain: string
-  /** Provider rules, first copy kept, and their texts. */
-  readonly provider: readonly Rule[]
-  readonly providerTexts: ReadonlySet<string>
-  readonly spoof: Chain | null
-  readonly jumpToSpoof: Rule | null
-}
-
-interface PortChains {
-  readonly v4: readonly Chain[]
-  readonly v6: readonly Chain[]
-}
-
-type PortKind = 'filtered' | 'trusted' | 'unfiltered'
-
-function portKind(p: Port): PortKind {
-  if ((p.device_owner ?? '').startsWith('network:')) return 'trusted'
-  if (!p.port_security_enabled) return 'unfiltered'
-  return 'filtered'
-}
-
-function splitPorts(ports: readonly Port[], cache: CompileCache): PortSplit {
-  let hit = cache.splits.get(ports)
-  if (!hit) {
-    const filtered: Port[] = []
-    const trusted: string[] = []
-    const unfiltered: string[] = []
-    for (const p of ports) {
-      const k = portKind(p)
-      if (k === 'filtered') filtered.push(p)
-      else if (k === 'trusted') trusted.push(p.id)
-      else unfiltered.push(p.id)
-    }
-    filtered.sort(compareIds)
-    hit = { filtered, trusted, unfiltered }
-    cache.splits.set(ports, hit)
-  }
-  return hit
-}
-
-/** Group rules of one direction/ethertype, deduplicated (first copy kept), with their texts. */
-interface SgList {
-  readonly rules: readonly Rule[]
-  readonly texts: ReadonlySet<string>
-}
-
 function memo<T>(map: Map<string, readonly unknown[]>, key: string, make: () => readonly T[]): readonly T[] {
   let hit = map.get(key) as readonly T[] | undefined
   if (!hit) {
@@ -181,14 +76,6 @@ function memo<T>(map: Map<string, readonly unknown[]>, key: string, make: () => 
     map.set(key, hit)
   }
   return hit
-}
-
-function compareIds(a: Port, b: Port): number {
-  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0
-}
-
-function zoneKey(config: HostConfig, p: Port): string {
-  return config.firewall_driver === 'iptables_hybrid' ? p.id.slice(3, 14) : p.network_id.slice(0, 11)
 }
 
 /**
@@ -204,10 +91,6 @@ function findOpenZone(zones: Map<string, number>, highest: number, live: Readonl
   for (let i = 0; i < used.length; i++) if ((used[i] ?? 0) - i !== ZONE_START) return i + ZONE_START
   if (used.length + ZONE_START <= ZONE_MAX) return used.length + ZONE_START
   throw new Error('conntrack zones exhausted')
-}
-
-function membersOf(state: HostState, groupId: string, ethertype: Ethertype): readonly string[] {
-  return state.members[groupId]?.[ethertype] ?? []
 }
 
 /**
@@ -231,11 +114,6 @@ function isStateless(
     if (expands) return !g.stateful
   }
   return false
-}
-
-function fixedIpsOf(p: Port, ethertype: Ethertype): string[] {
-  const v = ethertype === 'IPv4' ? 4 : 6
-  return p.fixed_ips.filter((ip) => parseCidr(ip)?.version === v)
 }
 
 /** Keep the last copy of duplicate lines of a chain (IptablesManager's _weed_out_duplicates). */
@@ -834,264 +712,10 @@ export class HostCompiler {
 }
 
 const EMPTY_RULESET: Ruleset = { tables: [] }
+
 const EMPTY_TEXTS: ReadonlySet<string> = new Set()
+
 const ACCEPT_RULE: Rule = { matches: [], target: { name: 'ACCEPT', goto: false, options: [] } }
-
-/** The remote groups (per ethertype) that one group's rules reference (memoized per group object). */
-function sameRefs(
-  a: ReadonlyMap<Ethertype, ReadonlySet<string>> | null,
-  b: ReadonlyMap<Ethertype, ReadonlySet<string>> | null,
-): boolean {
-  for (const eth of ETHERTYPES) {
-    const x = a?.get(eth) ?? new Set<string>()
-    const y = b?.get(eth) ?? new Set<string>()
-    if (x.size !== y.size) return false
-    for (const v of x) if (!y.has(v)) return false
-  }
-  return true
-}
-
-function groupRemoteRefs(g: SecurityGroup, cache: CompileCache): ReadonlyMap<Ethertype, ReadonlySet<string>> {
-  let hit = cache.remoteRefs.get(g)
-  if (!hit) {
-    const m = new Map<Ethertype, Set<string>>([
-      ['IPv4', new Set()],
-      ['IPv6', new Set()],
-    ])
-    for (const r of g.rules) if (r.remote_group_id !== null) m.get(r.ethertype)?.add(r.remote_group_id)
-    hit = m
-    cache.remoteRefs.set(g, hit)
-  }
-  return hit
-}
-
-/** The remote groups (per ethertype) that any of these ports' rules reference. */
-function remoteRefsOfPorts(
-  ports: readonly Port[],
-  groups: ReadonlyMap<string, SecurityGroup>,
-  cache: CompileCache,
-): Map<Ethertype, Set<string>> {
-  const out = new Map<Ethertype, Set<string>>([
-    ['IPv4', new Set()],
-    ['IPv6', new Set()],
-  ])
-  const done = new Set<string>()
-  for (const p of ports)
-    for (const gid of p.security_groups) {
-      if (done.has(gid)) continue
-      done.add(gid)
-      const g = groups.get(gid)
-      if (!g) continue
-      for (const [eth, set] of groupRemoteRefs(g, cache)) for (const r of set) out.get(eth)?.add(r)
-    }
-  return out
-}
-
-/** ipset(8) spelling of a member: host address bare, network as address/prefix; /0 split in halves. */
-function ipsetEntries(member: string): string[] {
-  const c = parseCidr(member)
-  if (!c) return []
-  const max = c.version === 4 ? 32 : 128
-  if (c.prefix === 0) return c.version === 4 ? ['0.0.0.0/1', '128.0.0.0/1'] : ['::/1', '8000::/1']
-  return [c.prefix === max ? c.network : `${c.network}/${c.prefix}`]
-}
-
-const sortKeys = new Map<string, string>()
-
-/** Sort key of an ipset entry: family, address (fixed width), prefix length (memoized). */
-function ipsetSortKey(entry: string): string {
-  let k = sortKeys.get(entry)
-  if (k === undefined) {
-    k = makeIpsetSortKey(entry)
-    if (sortKeys.size > 200_000) sortKeys.clear()
-    sortKeys.set(entry, k)
-  }
-  return k
-}
-
-function makeIpsetSortKey(entry: string): string {
-  const c = parseCidr(entry)
-  if (!c) return `9 ${entry}`
-  const addr = c.version === 4 ? expand4(c.network) : expand6(c.network)
-  return `${c.version} ${addr} ${String(c.prefix).padStart(3, '0')}`
-}
-
-function expand4(a: string): string {
-  return a
-    .split('.')
-    .map((o) => o.padStart(3, '0'))
-    .join('.')
-}
-
-function expand6(a: string): string {
-  const [head = '', tail = ''] = a.split('::')
-  const h = head === '' ? [] : head.split(':')
-  const t = a.includes('::') ? (tail === '' ? [] : tail.split(':')) : []
-  const fill = a.includes('::') ? new Array(8 - h.length - t.length).fill('0') : []
-  return [...h, ...fill, ...t].map((x) => x.padStart(4, '0')).join(':')
-}
-
-function computeIpsets(
-  filtered: readonly Port[],
-  groups: ReadonlyMap<string, SecurityGroup>,
-  state: HostState,
-  cache: CompileCache,
-): Map<string, readonly string[]> {
-  const referenced = new Map<string, [Ethertype, string]>()
-  for (const [eth, set] of remoteRefsOfPorts(filtered, groups, cache))
-    for (const gid of set) referenced.set(ipsetName(eth, gid), [eth, gid])
-  const names = [...referenced.keys()].sort()
-  const out = new Map<string, readonly string[]>()
-  for (const name of names) {
-    const [eth, gid] = referenced.get(name) as [Ethertype, string]
-    const list = membersOf(state, gid, eth)
-    let sorted = cache.ipsetCache.get(list)
-    if (!sorted) {
-      const entries = new Set<string>()
-      for (const m of list) for (const e of ipsetEntries(m)) entries.add(e)
-      sorted = [...entries]
-        .map((e) => [ipsetSortKey(e), e] as const)
-        .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
-        .map(([, e]) => e)
-      cache.ipsetCache.set(list, sorted)
-    }
-    out.set(name, sorted)
-  }
-  return out
-}
-
-/** Neutron's IpConntrackManager command: `conntrack -D [-p P] -f FAM -d|-s LOCAL -w ZONE [-s|-d REMOTE]`. */
-function conntrackDeletions(
-  config: HostConfig,
-  prev: HostState,
-  memory: AgentMemory,
-  state: HostState,
-  groups: ReadonlyMap<string, SecurityGroup>,
-  zones: ReadonlyMap<string, number>,
-  filtered: readonly Port[],
-  prevFiltered: readonly Port[],
-  cache: CompileCache,
-  known: { portsSame: boolean; membersSame: boolean },
-): string[] {
-  const cmds = new Set<string>()
-  const prevGroups = new Map(prev.security_groups.map((g) => [g.id, g]))
-  const emit = (
-    devices: readonly Port[],
-    ethertype: Ethertype,
-    direction: 'ingress' | 'egress',
-    protocol: string | null,
-    remote: string | null,
-  ): void => {
-    const fam = ethertype === 'IPv4' ? 'ipv4' : 'ipv6'
-    for (const d of devices) {
-      const zone = zones.get(zoneKey(config, d))
-      if (zone === undefined) continue
-      for (const ip of fixedIpsOf(d, ethertype)) {
-        let cmd = 'conntrack -D'
-        if (protocol !== null) cmd += ` -p ${protocol === '0' ? 'ip' : protocol}`
-        cmd += ` -f ${fam} ${direction === 'ingress' ? '-d' : '-s'} ${ip} -w ${zone}`
-        if (remote !== null) cmd += ` ${direction === 'ingress' ? '-s' : '-d'} ${remote}`
-        cmds.add(cmd)
-      }
-    }
-  }
-
-  // 1. Rules deleted from a group: the group's ports, by protocol/family/direction.
-  let prevUsed: Set<string> | null = null
-  for (const g of state.security_groups) {
-    const old = prevGroups.get(g.id)
-    if (!old || old === g) continue
-    prevUsed ??= new Set(prevFiltered.flatMap((p) => p.security_groups))
-    if (!prevUsed.has(g.id)) continue
-    const now = new Set(g.rules.map((r) => ruleKey(r, g.stateful)))
-    const deleted = old.rules.filter((r) => !now.has(ruleKey(r, old.stateful)))
-    if (deleted.length === 0) continue
-    const devices = filtered.filter((p) => p.security_groups.includes(g.id))
-    for (const r of deleted) emit(devices, r.ethertype, r.direction, r.protocol, null)
-  }
-
-  if (!known.portsSame) portDeletions(prevFiltered, filtered, state, emit)
-  if (known.portsSame && known.membersSame) return [...cmds].sort()
-  memberDeletions()
-  return [...cmds].sort()
-
-  function memberDeletions(): void {
-    // 4. Members that left a remote group: entries between each referencing port and the member.
-    const prevRefs = remoteRefsOfPorts(prevFiltered, prevGroups, cache)
-    const nowRefs = remoteRefsOfPorts(filtered, groups, cache)
-    for (const eth of ETHERTYPES) {
-      for (const gid of prevRefs.get(eth) ?? []) {
-        if (!nowRefs.get(eth)?.has(gid)) continue
-        if (prev.members[gid]?.[eth] === state.members[gid]?.[eth]) continue
-        let left: string[]
-        if (config.enable_ipset) {
-          const name = ipsetName(eth, gid)
-          const before = memory.ipsets.get(name) ?? []
-          const after = new Set(membersOf(state, gid, eth).flatMap(ipsetEntries))
-          left = before.filter((e) => !after.has(e)).map((e) => e.split('/')[0] as string)
-        } else {
-          const after = new Set(membersOf(state, gid, eth))
-          left = membersOf(prev, gid, eth).filter((m) => !after.has(m))
-        }
-        if (left.length === 0) continue
-        const devices = prevFiltered.filter((p) =>
-          p.security_groups.some((sg) => prevGroups.get(sg)?.rules.some((r) => r.remote_group_id === gid)),
-        )
-        for (const m of left) {
-          emit(devices, eth, 'ingress', null, m)
-          emit(devices, eth, 'egress', null, m)
-        }
-      }
-    }
-  }
-}
-
-type Emit = (
-  devices: readonly Port[],
-  ethertype: Ethertype,
-  direction: 'ingress' | 'egress',
-  protocol: string | null,
-  remote: string | null,
-) => void
-
-/** Deletions for ports that left a group (2) or left the host (3). */
-function portDeletions(prevFiltered: readonly Port[], filtered: readonly Port[], state: HostState, emit: Emit): void {
-  // 2. A port that left one of its groups: all its entries, both families.
-  const prevById = new Map(prevFiltered.map((p) => [p.id, p]))
-  for (const p of filtered) {
-    const before = prevById.get(p.id)
-    if (!before) continue
-    if (before.security_groups.some((g) => !p.security_groups.includes(g)))
-      for (const eth of ETHERTYPES) for (const dir of ['ingress', 'egress'] as const) emit([p], eth, dir, null, null)
-  }
-
-  // 3. A port removed: all its entries, both families (with its last known addresses).
-  const nowIds = new Set(filtered.map((p) => p.id))
-  const nowAll = new Set(state.ports.map((p) => p.id))
-  for (const p of prevFiltered) {
-    if (nowIds.has(p.id) || nowAll.has(p.id)) continue
-    for (const eth of ETHERTYPES) for (const dir of ['ingress', 'egress'] as const) emit([p], eth, dir, null, null)
-  }
-}
-
-/**
- * A rule as the agent receives it from the server (securitygroups_rpc_base): no id, the
- * group's statefulness, the remote prefix as its normalized network. Two rules with the
- * same key are one rule to the agent; a rule is "deleted" when its key disappears.
- */
-function ruleKey(r: SecurityGroupRule, stateful: boolean): string {
-  const prefix = r.remote_ip_prefix === null ? null : parseCidr(r.remote_ip_prefix)
-  return JSON.stringify([
-    r.direction,
-    r.ethertype,
-    stateful,
-    r.protocol,
-    r.port_range_min,
-    r.port_range_max,
-    prefix ? `${prefix.network}/${prefix.prefix}` : null,
-    r.remote_group_id,
-  ])
-}
 
 /** Compile one state with a fresh compiler (convenience for callers without a long-lived compiler). */
 export function compileHost(state: HostState, config: HostConfig, memory?: AgentMemory): CompiledHost {

@@ -11,7 +11,7 @@ import SqliteDatabase from 'better-sqlite3'
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, type Transaction } from 'kysely'
 import pg from 'pg'
 import { migrationProvider } from './migrations.js'
-import type { Database } from './schema.js'
+import type { ChangeTable, Database } from './schema.js'
 
 export type DialectName = 'sqlite' | 'postgres'
 
@@ -104,25 +104,24 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
         const rev = Number(meta.revision)
         const now = isoSeconds(clock())
         let seq = 0
+        const pendingChanges: ChangeTable[] = []
         const ctx: WriteContext = {
           tx,
           revision: rev,
           now,
           async log(change) {
+            // Buffered: all change rows of the transaction are inserted in one statement before commit.
             seq += 1
-            await tx
-              .insertInto('changes')
-              .values({
-                revision: rev,
-                seq,
-                resource: change.resource,
-                resource_id: change.resource_id,
-                action: change.action,
-                project_id: change.project_id ?? null,
-                body: change.body === undefined || change.body === null ? null : JSON.stringify(change.body),
-                created_at: now,
-              })
-              .execute()
+            pendingChanges.push({
+              revision: rev,
+              seq,
+              resource: change.resource,
+              resource_id: change.resource_id,
+              action: change.action,
+              project_id: change.project_id ?? null,
+              body: change.body === undefined || change.body === null ? null : JSON.stringify(change.body),
+              created_at: now,
+            })
           },
           async nextStandardAttrId(count = 1) {
             const row = await tx
@@ -135,6 +134,11 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
           },
         }
         const result = await fn(ctx)
+        for (let k = 0; k < pendingChanges.length; k += 500)
+          await tx
+            .insertInto('changes')
+            .values(pendingChanges.slice(k, k + 500))
+            .execute()
         if (rev % pruneEvery === 0) {
           // Prune the change log every `pruneEvery` revisions, keeping the last `limit` revisions.
           const cut = rev - limit

@@ -233,6 +233,24 @@ for (const d of storeDialects()) {
       ).toBe(204)
     })
 
+    it('concurrent writers never lose an update (revision_number counts every rule)', async () => {
+      const c = h.as('concurrent')
+      const g = await group(c, 'busy')
+      const results = await Promise.all(
+        Array.from({ length: 16 }, (_, k) =>
+          rule(c, g.id, { protocol: 'tcp', port_range_min: 7000 + k, port_range_max: 7000 + k }),
+        ),
+      )
+      expect(results.map((r) => r.status)).toEqual(Array(16).fill(201))
+      const dupes = await Promise.all(
+        Array.from({ length: 4 }, () => rule(c, g.id, { protocol: 'udp', port_range_min: 9, port_range_max: 9 })),
+      )
+      expect(dupes.map((r) => r.status).sort()).toEqual([201, 409, 409, 409])
+      const after = (await c.req('GET', `/v2.0/security-groups/${g.id}`)).json.security_group
+      expect(after.security_group_rules).toHaveLength(2 + 16 + 1)
+      expect(after.revision_number).toBe(1 + 16 + 1)
+    })
+
     it('deleting a group deletes rules in other groups that name it as remote group', async () => {
       const a = await group(demo, 'a-remote')
       const b = await group(demo, 'b-remote')
@@ -380,6 +398,8 @@ for (const d of storeDialects()) {
       expect(keys).toHaveLength(1)
       expect(Object.keys(keys[0])).toEqual(['id'])
       expect(await names('name=')).toEqual([])
+      expect(await names('shared=false&name=a')).toEqual(['a'])
+      expect(await names('shared=True&name=a')).toEqual([])
       const sg = (await p.req('GET', '/v2.0/security-groups?name=a')).json.security_groups[0].id
       await rule(p, sg, { protocol: 'tcp', port_range_min: 22, port_range_max: 22 })
       await rule(p, sg, { protocol: '6', port_range_min: 23, port_range_max: 23, remote_ip_prefix: '10.0.0.1' })

@@ -6,7 +6,7 @@
  */
 import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { type RunningServer, startServer } from '../../src/api/server.js'
 
 const OPENSTACK = '/usr/bin/openstack'
@@ -282,42 +282,44 @@ async function exercise(osc: Osc) {
   expect(await ok('network', 'list', '-f', 'json')).toEqual([])
 }
 
+const PASSWORD = 'cli-test-secret'
+const envFor = (server: RunningServer, user: string, pass: string, project: string) => ({
+  OS_AUTH_URL: `${server.url}/identity/v3`,
+  OS_USERNAME: user,
+  OS_PASSWORD: pass,
+  OS_PROJECT_NAME: project,
+  OS_USER_DOMAIN_NAME: 'Default',
+  OS_PROJECT_DOMAIN_NAME: 'Default',
+  OS_IDENTITY_API_VERSION: '3',
+  OS_INTERFACE: 'public',
+})
+
+/** Each test has its own server, so the three CLI sessions run concurrently (the CLI is mostly Python start-up). */
+async function withServer(auth: 'none' | 'builtin', fn: (s: RunningServer) => Promise<void>) {
+  const server = await startServer({ db: ':memory:', auth, port: 0, adminPassword: PASSWORD })
+  try {
+    await fn(server)
+  } finally {
+    await server.close()
+  }
+}
+
 describe.skipIf(!have)('openstack CLI', () => {
-  describe('--os-auth-type none', () => {
-    let server: RunningServer
-    beforeAll(async () => {
-      server = await startServer({ db: ':memory:', auth: 'none', port: 0 })
-    })
-    afterAll(async () => server?.close())
-    it('runs networks, subnets, groups, rules, ports and error cases', async () => {
-      await exercise((...args) => run(['--os-auth-type', 'none', '--os-endpoint', server.url, ...args], {}))
-    }, 400_000)
-  })
+  it.concurrent('--os-auth-type none: networks, subnets, groups, rules, ports and error cases', async () => {
+    await withServer('none', (server) =>
+      exercise((...args) => run(['--os-auth-type', 'none', '--os-endpoint', server.url, ...args], {})),
+    )
+  }, 600_000)
 
-  describe('password auth against the built-in identity', () => {
-    let server: RunningServer
-    const password = 'cli-test-secret'
-    const envFor = (user: string, pass: string, project: string) => ({
-      OS_AUTH_URL: `${server.url}/identity/v3`,
-      OS_USERNAME: user,
-      OS_PASSWORD: pass,
-      OS_PROJECT_NAME: project,
-      OS_USER_DOMAIN_NAME: 'Default',
-      OS_PROJECT_DOMAIN_NAME: 'Default',
-      OS_IDENTITY_API_VERSION: '3',
-      OS_INTERFACE: 'public',
-    })
-    beforeAll(async () => {
-      server = await startServer({ db: ':memory:', auth: 'builtin', port: 0, adminPassword: password })
-    })
-    afterAll(async () => server?.close())
+  it.concurrent('password auth (built-in identity) as admin: the same session', async () => {
+    await withServer('builtin', (server) =>
+      exercise((...args) => run(args, envFor(server, 'admin', PASSWORD, 'admin'))),
+    )
+  }, 600_000)
 
-    it('runs the same session as admin', async () => {
-      await exercise((...args) => run(args, envFor('admin', password, 'admin')))
-    }, 400_000)
-
-    it('creates a member project and user through the identity API; the member sees only its project', async () => {
-      const admin = (...args: string[]) => run(args, envFor('admin', password, 'admin'))
+  it.concurrent('password auth: a member project and user created through the identity API see only their project', async () => {
+    await withServer('builtin', async (server) => {
+      const admin = (...args: string[]) => run(args, envFor(server, 'admin', PASSWORD, 'admin'))
       for (const args of [
         ['project', 'create', 'demo'],
         ['user', 'create', '--project', 'demo', '--password', 'demopw', 'demo'],
@@ -328,7 +330,7 @@ describe.skipIf(!have)('openstack CLI', () => {
       }
       const adminGroup = await admin('security', 'group', 'create', 'admin-only', '-f', 'json')
       expect(adminGroup.code, adminGroup.stderr).toBe(0)
-      const demo = (...args: string[]) => run(args, envFor('demo', 'demopw', 'demo'))
+      const demo = (...args: string[]) => run(args, envFor(server, 'demo', 'demopw', 'demo'))
       const mine = await demo('security', 'group', 'create', 'mine', '-f', 'json')
       expect(mine.code, mine.stderr).toBe(0)
       const list = await demo('security', 'group', 'list', '-f', 'json')
@@ -339,9 +341,9 @@ describe.skipIf(!have)('openstack CLI', () => {
       ).toEqual(['default', 'mine'])
       const hidden = await demo('security', 'group', 'show', JSON.parse(adminGroup.stdout).id)
       expect(hidden.code).not.toBe(0)
-      const bad = await run(['security', 'group', 'list'], envFor('demo', 'wrong', 'demo'))
+      const bad = await run(['security', 'group', 'list'], envFor(server, 'demo', 'wrong', 'demo'))
       expect(bad.code).not.toBe(0)
       expect(bad.stderr).toMatch(/authentication|401/i)
-    }, 200_000)
-  })
+    })
+  }, 300_000)
 })
