@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest'
 import { parseScenario } from '../model/validate.js'
 import { explainRuleset } from '../netfilter/explain.js'
 import { parseIptablesSave } from '../netfilter/parse-save.js'
-import { scenarioAttribution } from './attribute.js'
+import { filteredPorts, scenarioAttribution } from './attribute.js'
 
 const FIXTURES = join(import.meta.dirname, '../../test/fixtures/neutron')
 const cases = readdirSync(FIXTURES, { withFileTypes: true })
@@ -26,8 +26,10 @@ describe('every security-group rule line of a fixture is attributed to its rule 
         lang: 'en',
         family,
         attribute: scenarioAttribution(state, s.config, family),
+        expectedPorts: filteredPorts(state),
       })
       expect(e.findings.filter((f) => f.kind === 'sg-rule-unattributed')).toEqual([])
+      expect(e.findings.filter((f) => f.kind === 'port-missing' || f.kind === 'port-stale')).toEqual([])
       const ruleIds = new Set(s.security_groups.flatMap((g) => g.rules.map((r) => r.id)))
       for (const c of e.chains)
         for (const r of c.rules) {
@@ -52,5 +54,25 @@ describe('every security-group rule line of a fixture is attributed to its rule 
       const group = s.security_groups.find((g) => g.id === r.security_group_id)!
       expect(group.rules.some((x) => x.id === r.sg_rule_id)).toBe(true)
     }
+  })
+})
+
+describe('checking a dump against the scenario', () => {
+  it('names ports without chains and chains of ports the scenario does not have', () => {
+    const other = parseScenario(
+      JSON.parse(readFileSync(join(FIXTURES, 'ports-sharing-groups', 'scenario.json'), 'utf8')),
+    ).scenario!
+    const doc = (
+      JSON.parse(readFileSync(join(FIXTURES, 'blog-walkthrough', 'expected.json'), 'utf8')) as { ipv4: string }
+    ).ipv4
+    const e = explainRuleset(parseIptablesSave(doc).ruleset, {
+      lang: 'en',
+      family: 4,
+      expectedPorts: filteredPorts(other),
+    })
+    expect(e.findings.filter((f) => f.kind === 'port-missing')).toHaveLength(3)
+    expect(e.findings.filter((f) => f.kind === 'port-stale').map((f) => f.message)).toEqual([
+      'chains for port c0a350e0-4…, which the scenario does not have on this host (stale)',
+    ])
   })
 })

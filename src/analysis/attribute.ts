@@ -57,3 +57,10 @@ export function scenarioAttribution(state: HostState, config: HostConfig, family
     return table(p, direction).get(renderRuleBody(rule)) ?? null
   }
 }
+
+/** The ports Neutron gives chains to: port security on and not a trusted network:* port. */
+export function filteredPorts(state: HostState): { id: string; device: string }[] {
+  return state.ports
+    .filter((p) => p.port_security_enabled && !(p.device_owner ?? '').startsWith('network:'))
+    .map((p) => ({ id: p.id, device: p.device ?? `tap${p.id}`.slice(0, 14) }))
+}

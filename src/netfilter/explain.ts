@@ -102,6 +102,8 @@ export type FindingKind =
   | 'unreadable'
   | 'sg-rule-unattributed'
   | 'partial'
+  | 'port-missing'
+  | 'port-stale'
 
 export interface Finding {
   readonly kind: FindingKind
@@ -127,6 +129,11 @@ export interface ExplainOptions {
     readonly port: PortRef
     readonly rule: Rule
   }) => Attribution | null
+  /**
+   * The ports that should have chains here (from the scenario or server): port id and device.
+   * Given, the findings also name expected ports without chains and chains of unknown ports.
+   */
+  readonly expectedPorts?: readonly { readonly id: string; readonly device: string }[]
 }
 
 const NEUTRON_CHAIN = /^neutron-([a-z0-9_]+)-(.+)$/
@@ -313,6 +320,9 @@ export function explainRuleset(ruleset: Ruleset, options: ExplainOptions): Expla
     }
   }
   if (!partialTables.has('filter')) findings.push(...portFindings(ruleset, chains, lang))
+  if (options.expectedPorts && !partialTables.has('filter')) {
+    findings.push(...expectedPortFindings(chains, options.expectedPorts, lang))
+  }
   return { family, chains, findings }
 }
 
@@ -946,6 +956,43 @@ function portFindings(ruleset: Ruleset, chains: readonly ExplainedChain[], lang:
         })
       }
     }
+  }
+  return out
+}
+
+function expectedPortFindings(
+  chains: readonly ExplainedChain[],
+  expected: readonly { readonly id: string; readonly device: string }[],
+  lang: Lang,
+): Finding[] {
+  const out: Finding[] = []
+  const present = new Map<string, string>()
+  for (const c of chains)
+    if (c.table === 'filter' && c.port && !present.has(c.port.port_id_prefix))
+      present.set(c.port.port_id_prefix, c.name)
+  for (const p of expected) {
+    if ([...present.keys()].some((prefix) => p.id.startsWith(prefix))) continue
+    out.push({
+      kind: 'port-missing',
+      table: 'filter',
+      chain: '-',
+      message: t(lang, {
+        en: `port ${p.id} (${p.device}) should be filtered here but has no chains: its traffic is not checked by any security group`,
+        zh: `端口 ${p.id}（${p.device}）应在此处过滤，但没有任何链：它的流量不受任何安全组检查`,
+      }),
+    })
+  }
+  for (const [prefix, chain] of present) {
+    if (expected.some((p) => p.id.startsWith(prefix))) continue
+    out.push({
+      kind: 'port-stale',
+      table: 'filter',
+      chain,
+      message: t(lang, {
+        en: `chains for port ${prefix}…, which the scenario does not have on this host (stale)`,
+        zh: `存在端口 ${prefix}… 的链，但场景中此主机没有该端口（残留）`,
+      }),
+    })
   }
   return out
 }

@@ -74,7 +74,7 @@ export function parseAddr(text: string): { addr: Addr; family: Family } | null {
     for (const [i, g] of list.entries()) {
       if (g.includes('.') && i === list.length - 1) {
         const v4 = parseAddr(g)
-        if (!v4 || v4.family !== 4) return false
+        if (v4?.family !== 4) return false
         out.push(v4.addr[0]! >>> 16, v4.addr[0]! & 0xffff)
       } else {
         if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return false
@@ -315,7 +315,7 @@ export function protocolNumberOf(name: string): number | null {
 function ifaceMatcher(pattern: string): (name: string | null) => boolean {
   if (pattern.endsWith('+')) {
     const p = pattern.slice(0, -1)
-    return (name) => name !== null && name.startsWith(p)
+    return (name) => name?.startsWith(p) === true
   }
   return (name) => name === pattern
 }
@@ -409,7 +409,7 @@ function compileOption(
     case 'sctp --dport':
     case 'dccp --dport': {
       const rs = portRanges(a0)
-      if (!rs || rs.length !== 1) return `bad port ${a0}`
+      if (rs?.length !== 1) return `bad port ${a0}`
       const want = protocolNumberOf(module!)!
       return o.flag === '--sport'
         ? (c) => c.packet.proto === want && !c.packet.fragment && inRanges(c.packet.sport, rs)
@@ -595,6 +595,8 @@ export function compileRuleset(r: Ruleset, family: Family, ipsets: IpsetMembers 
             continue
           }
           for (const o of m.options) {
+            // A comment always matches: no closure to call.
+            if (m.module === 'comment' && o.flag === '--comment' && !o.negated) continue
             const compiled = compileOption(m.module, o, family, ipsets, proto, setCache)
             if (typeof compiled === 'string') {
               matchers.push(() => UNKNOWN)

@@ -1,11 +1,11 @@
 /** `sgwall explain FILE`: every chain and rule of a dump, with its role and a one-sentence explanation. */
 import { readFile } from 'node:fs/promises'
 import type { Command } from 'commander'
-import { scenarioAttribution } from '../../analysis/attribute.js'
+import { filteredPorts, scenarioAttribution } from '../../analysis/attribute.js'
 import { readDump } from '../../analysis/read-dump.js'
 import { AppError } from '../../errors.js'
 import { applyStep } from '../../model/validate.js'
-import { explainRuleset, type Lang, renderExplanationText } from '../../netfilter/explain.js'
+import { type ExplainOptions, explainRuleset, type Lang, renderExplanationText } from '../../netfilter/explain.js'
 import type { Family } from '../../netfilter/ir.js'
 import { readScenarioFile } from '../scenario-file.js'
 
@@ -37,7 +37,7 @@ export function register(program: Command): void {
         throw new AppError('InvalidInput', `--lang must be en or zh, got "${opts.lang}"`)
       const lang: Lang = opts.lang
       const dump = readDump(await readTextFile(file, 'dump'), parseFamilyOption(opts.family))
-      let attribute: ReturnType<typeof scenarioAttribution> | undefined
+      let scenarioOptions: Pick<ExplainOptions, 'attribute' | 'expectedPorts'> = {}
       if (opts.scenario) {
         const s = await readScenarioFile(opts.scenario)
         const state = s.steps.reduce(applyStep, {
@@ -45,9 +45,12 @@ export function register(program: Command): void {
           members: s.members,
           ports: s.ports,
         })
-        attribute = scenarioAttribution(state, s.config, dump.family)
+        scenarioOptions = {
+          attribute: scenarioAttribution(state, s.config, dump.family),
+          expectedPorts: filteredPorts(state),
+        }
       }
-      const e = explainRuleset(dump.ruleset, { lang, family: dump.family, ...(attribute ? { attribute } : {}) })
+      const e = explainRuleset(dump.ruleset, { lang, family: dump.family, ...scenarioOptions })
       for (const i of dump.issues) process.stderr.write(`warning: ${file}:${i.line}: ${i.message}: ${i.text}\n`)
       if (opts.json) {
         const out = {

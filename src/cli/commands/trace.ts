@@ -11,6 +11,7 @@ import {
 } from '../../analysis/trace-host.js'
 import { compileHost } from '../../compile/index.js'
 import { AppError } from '../../errors.js'
+import { RealHost } from '../../host/real-host.js'
 import type { HostState, Port } from '../../model/types.js'
 import { applyStep } from '../../model/validate.js'
 import type { Ruleset } from '../../netfilter/ir.js'
@@ -21,6 +22,7 @@ import { parseFamilyOption, readTextFile } from './explain.js'
 
 interface HostOptions {
   scenario?: string
+  netns?: string
   dump?: string
   dump6?: string
   ipsets?: string
@@ -37,7 +39,13 @@ function intOption(name: string, value: string | undefined, max: number): number
 async function loadHost(opts: HostOptions, devices: readonly string[]): Promise<HostRulesets> {
   if (opts.brInt !== 'ovs' && opts.brInt !== 'linux')
     throw new AppError('InvalidInput', `--br-int must be ovs or linux, got "${opts.brInt}"`)
-  if (!opts.scenario && !opts.dump) throw new AppError('InvalidInput', 'give --scenario S.json and/or --dump FILE')
+  if (!opts.scenario && !opts.dump && !opts.netns)
+    throw new AppError('InvalidInput', 'give --scenario S.json, --dump FILE or --netns NS')
+  if (opts.netns && (opts.dump || opts.dump6 || opts.ipsets))
+    throw new AppError(
+      'InvalidInput',
+      '--netns reads the rules and ipsets live; do not combine it with --dump/--dump6/--ipsets',
+    )
   let state: HostState
   let config: HostRulesets['config']
   let ipv4: Ruleset = { tables: [] }
@@ -78,6 +86,12 @@ async function loadHost(opts: HostOptions, devices: readonly string[]): Promise<
     if (dump.family === 4) ipv4 = dump.ruleset
     else ipv6 = dump.ruleset
   }
+  if (opts.netns) {
+    const live = await readLive(opts.netns)
+    ipv4 = live.ipv4
+    ipv6 = live.ipv6
+    ipsets = live.ipsets
+  }
   if (opts.ipsets) {
     const parsed = parseIpset(await readTextFile(opts.ipsets, 'ipsets'))
     for (const i of parsed.issues) process.stderr.write(`warning: ${opts.ipsets}:${i.line}: ${i.message}: ${i.text}\n`)
@@ -86,9 +100,32 @@ async function loadHost(opts: HostOptions, devices: readonly string[]): Promise<
   return { config, state, ipv4, ipv6, ipsets, brInt: opts.brInt }
 }
 
+/** The rules and ipsets a namespace holds now (iptables-save -c, ip6tables-save -c, ipset save). */
+async function readLive(
+  netns: string,
+): Promise<{ ipv4: Ruleset; ipv6: Ruleset; ipsets: Record<string, readonly string[]> }> {
+  const host = new RealHost({ netns })
+  const out: { ipv4: Ruleset; ipv6: Ruleset } = { ipv4: { tables: [] }, ipv6: { tables: [] } }
+  for (const family of [4, 6] as const) {
+    const text = await host.iptablesSave(family, { counters: true })
+    const dump = readDump(text, family)
+    for (const i of dump.issues)
+      process.stderr.write(`warning: netns ${netns} IPv${family}:${i.line}: ${i.message}: ${i.text}\n`)
+    out[family === 4 ? 'ipv4' : 'ipv6'] = dump.ruleset
+  }
+  const sets = parseIpset(await host.ipsetSave())
+  for (const i of sets.issues)
+    process.stderr.write(`warning: netns ${netns} ipset:${i.line}: ${i.message}: ${i.text}\n`)
+  return { ...out, ipsets: ipsetMembers(sets.sets) }
+}
+
 function hostOptions(cmd: Command): Command {
   return cmd
     .option('--scenario <file>', 'scenario JSON: topology, and the rules compiled from it')
+    .option(
+      '--netns <name>',
+      'read the rules and ipsets live from this network namespace (with --scenario: topology from it)',
+    )
     .option(
       '--dump <file>',
       'iptables-save or iptables -L dump to use as the rules (with --scenario: check the host against it)',
