@@ -52,6 +52,8 @@ export interface StoreOptions {
   readonly pruneEvery?: number
   /** Clock for timestamps (tests may pin it). */
   readonly clock?: () => Date
+  /** Called when an idle PostgreSQL connection fails (it is dropped and replaced). */
+  readonly onPoolError?: (err: Error) => void
 }
 
 export function isoSeconds(d: Date): string {
@@ -66,9 +68,12 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     dialect = 'postgres'
     // int8 (count(*), sums) as numbers: our counts stay far below 2^53.
     pg.types.setTypeParser(20, (v: string) => Number.parseInt(v, 10))
-    db = new Kysely<Database>({
-      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max: 10 }) }),
-    })
+    const pool = new pg.Pool({ connectionString: url, max: 10 })
+    // An idle pooled connection that the server terminates (restart, failover, a dropped
+    // database) emits 'error' on the pool; unhandled, it would crash the process. The pool
+    // already discards that client; the next query opens a new connection.
+    pool.on('error', (err) => options.onPoolError?.(err))
+    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
   } else {
     dialect = 'sqlite'
     const path = url.startsWith('sqlite:') ? url.slice('sqlite:'.length) : url

@@ -22,7 +22,11 @@ async function start(): Promise<RunningServer> {
   return s
 }
 
-async function api(method: string, path: string, body?: unknown): Promise<Record<string, any>> {
+/** A Neutron response body: resources keyed by their singular name (loosely typed on purpose). */
+// biome-ignore lint/suspicious/noExplicitAny: test-side JSON access, the assertions check the shapes
+type Json = Record<string, any>
+
+async function api(method: string, path: string, body?: unknown): Promise<Json> {
   if (!server) throw new Error('no server')
   const res = await fetch(`${server.url}${path}`, {
     method,
