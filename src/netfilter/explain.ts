@@ -17,7 +17,7 @@ import type { Family, Rule, Ruleset } from './ir.js'
 import { BUILTIN_CHAINS, isBuiltinChain } from './ir.js'
 import { UNREADABLE_MODULE } from './parse-list.js'
 import { renderRuleBody } from './render.js'
-import { type RuleFacts, ruleFacts } from './rule-facts.js'
+import { onlyFacts, type RuleFacts, ruleFacts } from './rule-facts.js'
 
 export type Lang = 'en' | 'zh'
 
@@ -361,27 +361,7 @@ function isEstablished(f: RuleFacts): boolean {
   )
 }
 
-function onlyCore(f: RuleFacts, allowed: readonly (keyof RuleFacts)[]): boolean {
-  if (f.other.length > 0) return false
-  const keys: (keyof RuleFacts)[] = [
-    'source',
-    'destination',
-    'inInterface',
-    'outInterface',
-    'protocol',
-    'fragment',
-    'sport',
-    'dport',
-    'icmpType',
-    'states',
-    'physdevIn',
-    'physdevOut',
-    'physdevIsBridged',
-    'macSource',
-    'set',
-  ]
-  return keys.every((k) => allowed.includes(k) || f[k] === null)
-}
+const onlyCore = onlyFacts
 
 const isPort = (n: Negatable | null, v: string): boolean => n !== null && !n.negated && n.value === v
 type Negatable = { value: string; negated: boolean }
