@@ -76,7 +76,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       url: address.replace('[::1]', 'localhost'),
       adminPassword,
       async close() {
-        await app.close()
+        // Stop accepting, then drop every open connection: a long-poll feed request
+        // (up to 60 s) or a client's keep-alive socket must not hold the shutdown.
+        const closing = app.close()
+        app.server.closeAllConnections()
+        await closing
         await store.close()
       },
     }
