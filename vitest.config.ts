@@ -5,6 +5,7 @@ import { defineConfig } from 'vitest/config'
 // because they share the machine's network namespaces and OVS instance.
 export default defineConfig({
   test: {
+    reporters: ['default', './test/support/summary-reporter.ts'],
     projects: [
       { test: { name: 'unit', include: ['src/**/*.test.ts', 'test/unit/**/*.test.ts', 'test/*.test.ts'] } },
       {
