@@ -54,12 +54,11 @@ export function conntrackDeletions(
   }
 
   // 1. Rules deleted from a group: the group's ports, by protocol/family/direction.
-  let prevUsed: Set<string> | null = null
   for (const g of state.security_groups) {
     const old = prevGroups.get(g.id)
     if (!old || old === g) continue
-    prevUsed ??= new Set(prevFiltered.flatMap((p) => p.security_groups))
-    if (!prevUsed.has(g.id)) continue
+    // Only groups the agent had (used by a filtered port before) have rules to compare.
+    if (!prevFiltered.some((p) => p.security_groups.includes(g.id))) continue
     const now = new Set(g.rules.map((r) => ruleKey(r, g.stateful)))
     const deleted = old.rules.filter((r) => !now.has(ruleKey(r, old.stateful)))
     if (deleted.length === 0) continue

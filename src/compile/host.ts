@@ -226,7 +226,7 @@ export class HostCompiler {
         texts.add(k)
         rules.push(r)
       }
-      return { rules, texts }
+      return { rules, texts, fixedIcmp6: INGRESS_ICMP6_RULES.filter((r) => !texts.has(renderRuleBody(r))) }
     }
     if (!this.config.enable_ipset) return make()
     const key = p.security_groups.join(' ')
@@ -246,20 +246,18 @@ export class HostCompiler {
   }
 
   /** RELATED,ESTABLISHED, provider rules + group rules (first copy kept), INVALID, fallback jump. */
-  private sgSection(local: PortLocal | null, sg: SgList): Rule[] {
-    const out: Rule[] = [ESTABLISHED_RULE]
-    if (local === null) {
-      for (const r of sg.rules) out.push(r)
-    } else {
+  /** Appends RELATED,ESTABLISHED, provider rules + group rules (first copy kept), INVALID, fallback jump. */
+  private sgSection(out: Rule[], local: PortLocal | null, sg: SgList): void {
+    out.push(ESTABLISHED_RULE)
+    if (local !== null) {
       for (const r of local.provider) out.push(r)
       let clash = false
       for (const k of local.providerTexts) if (sg.texts.has(k)) clash = true
       if (clash) {
         for (const r of sg.rules) if (!local.providerTexts.has(renderRuleBody(r))) out.push(r)
       } else for (const r of sg.rules) out.push(r)
-    }
+    } else for (const r of sg.rules) out.push(r)
     out.push(INVALID_RULE, this.fallback)
-    return out
   }
 
   /** The (MAC, address) pairs allowed out of a port for one family (Neutron's _spoofing_rule). */
@@ -364,13 +362,11 @@ export class HostCompiler {
     const chains: Chain[] = []
 
     const sgIn = this.sgList(p, 'ingress', ethertype, groups, state)
-    let ingress: Rule[] = this.sgSection(local, sgIn)
-    if (ethertype === 'IPv6') {
-      // IptablesManager keeps the last copy of a duplicate line: a group rule equal to a
-      // fixed ICMPv6 rule removes the fixed one (neutron-behaviour.md, surprise 2).
-      const fixed = INGRESS_ICMP6_RULES.filter((r) => !sgIn.texts.has(renderRuleBody(r)))
-      ingress = fixed.concat(ingress)
-    }
+    const ingress: Rule[] = []
+    // IptablesManager keeps the last copy of a duplicate line: a group rule equal to a
+    // fixed ICMPv6 rule removes the fixed one (neutron-behaviour.md, surprise 2).
+    if (ethertype === 'IPv6') for (const r of sgIn.fixedIcmp6) ingress.push(r)
+    this.sgSection(ingress, local, sgIn)
     chains.push({ name: local.iChain, policy: null, rules: ingress })
 
     const egress: Rule[] = ethertype === 'IPv4' ? [V4_DHCP_DISCOVER_RULE] : [...V6_UNSPEC_RULES]
@@ -381,7 +377,7 @@ export class HostCompiler {
     if (ethertype === 'IPv4') egress.push(V4_DHCP_CLIENT_RULE, V4_DHCP_SPOOF_RULE)
     else egress.push(V6_RA_DROP_RULE, V6_ICMP_ALLOW_RULE, V6_DHCP_CLIENT_RULE, V6_DHCP_SPOOF_RULE)
     // Group rules carry no comment and never jump, so they cannot repeat a fixed egress rule.
-    for (const r of this.sgSection(null, this.sgList(p, 'egress', ethertype, groups, state))) egress.push(r)
+    this.sgSection(egress, null, this.sgList(p, 'egress', ethertype, groups, state))
     chains.push({ name: local.oChain, policy: null, rules: egress })
     return chains
   }

@@ -134,6 +134,8 @@ export function splitPorts(ports: readonly Port[], cache: CompileCache): PortSpl
 export interface SgList {
   readonly rules: readonly Rule[]
   readonly texts: ReadonlySet<string>
+  /** The fixed ingress ICMPv6 rules that no group rule of this list repeats. */
+  readonly fixedIcmp6: readonly Rule[]
 }
 
 export function compareIds(a: Port, b: Port): number {
