@@ -418,7 +418,7 @@ export class HostCompiler {
   private entry(p: Port): PortEntry {
     let e = this.cache.entries.get(p.id)
     if (!e || e.networkId !== p.network_id) {
-      e = { networkId: p.network_id, zoneRules: [], jumps: null, accepts: null }
+      e = { networkId: p.network_id, zoneRules: [], jumps: null }
       this.cache.entries.set(p.id, e)
     }
     return e

@@ -78,7 +78,6 @@ export interface PortEntry {
   readonly networkId: string
   readonly zoneRules: Array<{ zone: number; stateless: boolean; rules: readonly Rule[] }>
   jumps: readonly Rule[] | null
-  accepts: readonly Rule[] | null
 }
 
 /** A port list split by kind; filtered ports sorted by id. */
