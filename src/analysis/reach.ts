@@ -4,7 +4,8 @@
  * rulesets as trace, without recording steps. Pure.
  */
 import type { Family } from '../netfilter/ir.js'
-import { type Packet, parseAddr, protocolNumberOf, tracePacket, type Verdict } from '../netfilter/trace.js'
+import { type Packet, parseAddr, protocolNumberOf, type Verdict } from '../netfilter/trace.js'
+import { verdictOf } from '../netfilter/verdict.js'
 import { hostPath, portAddress } from './path.js'
 import { type HostTracer, TraceInputError } from './trace-host.js'
 
@@ -49,7 +50,7 @@ export function reachMatrix(tracer: HostTracer, q: { proto: string; family: Fami
         ...(proto === 1 || proto === 58 ? { icmpType: q.family === 4 ? 8 : 128, icmpCode: 0 } : {}),
       }
       const path = twoPass ? [leave[i]!, enter[j]!] : hostPath(host.config, eps[i]!, eps[j]!, host.brInt ?? 'ovs')
-      row.push(tracePacket(rs, packet, path, { record: false, detail: false }).verdict)
+      row.push(verdictOf(rs, packet, path))
     }
     verdicts.push(row)
   }

@@ -121,7 +121,7 @@ export function formatAddr(a: Addr): string {
   return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`
 }
 
-interface Prefix {
+export interface Prefix {
   readonly words: Addr
   readonly masks: readonly number[]
 }
@@ -152,7 +152,7 @@ export function parsePrefix(text: string): Prefix | null {
   return { words: p.addr.map((w, i) => (w & masks[i]!) >>> 0), masks }
 }
 
-function inPrefix(a: Addr, p: Prefix): boolean {
+export function inPrefix(a: Addr, p: Prefix): boolean {
   if (a.length !== p.words.length) return false
   for (let i = 0; i < a.length; i++) if ((a[i]! & p.masks[i]!) >>> 0 !== p.words[i]) return false
   return true
@@ -166,19 +166,19 @@ function compareAddr(a: Addr, b: Addr): number {
 // ---- compiled ruleset ----
 
 /** Why a match cannot be evaluated; the trace stops at the rule. */
-const UNKNOWN = 2
-type Tri = boolean | typeof UNKNOWN
+export const UNKNOWN = 2
+export type Tri = boolean | typeof UNKNOWN
 
-interface EvalContext {
+export interface EvalContext {
   packet: Packet
   pass: Pass
   hook: 'PREROUTING' | 'FORWARD'
   state: CtState
 }
 
-type Matcher = (c: EvalContext) => Tri
+export type Matcher = (c: EvalContext) => Tri
 
-type TargetKind =
+export type TargetKind =
   | { kind: 'accept' }
   | { kind: 'drop'; reject: boolean }
   | { kind: 'return' }
@@ -199,7 +199,7 @@ interface CompiledRule {
   readonly target: TargetKind
 }
 
-interface CompiledChain {
+export interface CompiledChain {
   readonly name: string
   readonly policy: string | null
   readonly rules: readonly CompiledRule[]
@@ -214,7 +214,7 @@ interface CompiledChain {
  * rules worth evaluating; the others are skipped. Exact, not a heuristic: a
  * skipped rule's device match is false. Used when steps are not recorded.
  */
-interface ChainIndex {
+export interface ChainIndex {
   readonly unguarded: readonly number[]
   readonly byIn: ReadonlyMap<string, readonly number[]>
   readonly byOut: ReadonlyMap<string, readonly number[]>
@@ -260,7 +260,7 @@ function buildIndex(rules: readonly Rule[]): ChainIndex | null {
 
 const EMPTY: readonly number[] = []
 
-function candidates(ix: ChainIndex, pass: Pass): readonly number[] {
+export function candidates(ix: ChainIndex, pass: Pass): readonly number[] {
   const same = ix.byPass.get(pass)
   if (same) return same
   const list = candidatesByKey(ix, pass)
@@ -285,13 +285,16 @@ function candidatesByKey(ix: ChainIndex, pass: Pass): readonly number[] {
 
 export interface CompiledRuleset {
   readonly family: Family
+  /** What it was compiled from (the verdict engine specialises it per pass). */
+  readonly source: Ruleset
+  readonly ipsets: IpsetMembers | null
   readonly tables: ReadonlyMap<string, ReadonlyMap<string, CompiledChain>>
 }
 
 /** ipset name → members (addresses, CIDRs or `a-b` ranges). */
 export type IpsetMembers = Readonly<Record<string, readonly string[]>>
 
-interface SetMatcher {
+export interface SetMatcher {
   /** Host members (/32, /128), as a hash: most of Neutron's members. */
   readonly hosts: ReadonlySet<string | number>
   readonly prefixes: readonly Prefix[]
@@ -320,7 +323,7 @@ function ifaceMatcher(pattern: string): (name: string | null) => boolean {
   return (name) => name === pattern
 }
 
-function portRanges(arg: string): [number, number][] | null {
+export function portRanges(arg: string): [number, number][] | null {
   const out: [number, number][] = []
   for (const part of arg.split(',')) {
     const m = /^(\d{1,5})?(?::(\d{1,5})?)?$/.exec(part)
@@ -361,7 +364,7 @@ function tcpFlagBits(s: string): number | null {
 const CT_STATES = new Set(['NEW', 'ESTABLISHED', 'RELATED', 'INVALID', 'UNTRACKED'])
 
 /** Compile one option into a matcher, or a reason why it cannot be evaluated. */
-function compileOption(
+export function compileOption(
   module: string | null,
   o: Option,
   family: Family,
@@ -505,7 +508,7 @@ function compileOption(
   return module === null ? `option ${o.flag} not simulated` : `match -m ${module} ${o.flag} not simulated`
 }
 
-function compileSet(members: readonly string[], family: Family): SetMatcher | string {
+export function compileSet(members: readonly string[], family: Family): SetMatcher | string {
   const hosts = new Set<string | number>()
   const prefixes: Prefix[] = []
   const ranges: [Addr, Addr][] = []
@@ -525,14 +528,14 @@ function compileSet(members: readonly string[], family: Family): SetMatcher | st
   return { hosts, prefixes, ranges }
 }
 
-function setHas(s: SetMatcher, a: Addr): boolean {
+export function setHas(s: SetMatcher, a: Addr): boolean {
   if (s.hosts.has(hostKey(a))) return true
   for (const p of s.prefixes) if (inPrefix(a, p)) return true
   for (const [lo, hi] of s.ranges) if (compareAddr(a, lo) >= 0 && compareAddr(a, hi) <= 0) return true
   return false
 }
 
-function compileTarget(rule: Rule, tableChains: ReadonlySet<string>): TargetKind {
+export function compileTarget(rule: Rule, tableChains: ReadonlySet<string>): TargetKind {
   const t = rule.target
   if (!t) return { kind: 'none' }
   if (t.goto)
@@ -627,7 +630,7 @@ export function compileRuleset(r: Ruleset, family: Family, ipsets: IpsetMembers 
     }
     tables.set(table.name, chains)
   }
-  return { family, tables }
+  return { family, source: r, ipsets, tables }
 }
 
 // ---- conntrack ----
@@ -663,7 +666,7 @@ function flowKey(p: Packet, reverse: boolean): string {
 }
 
 /** ICMPv6 types conntrack does not track (neighbour discovery, MLD): kernel-notes.md. */
-const UNTRACKED_ICMPV6 = new Set([130, 131, 132, 133, 134, 135, 136, 137, 143])
+export const UNTRACKED_ICMPV6 = new Set([130, 131, 132, 133, 134, 135, 136, 137, 143])
 
 // ---- trace ----
 
@@ -762,21 +765,26 @@ function runHook(
       return out
     }
     index++
+    // Three-valued AND: one false match decides "no match" even when another cannot be evaluated;
+    // only a rule whose outcome hangs on an unknown match stops the trace.
     let matched = true
+    let unknownAt = -1
     const matchers = rule.matchers
     for (let i = 0; i < matchers.length; i++) {
       const v = matchers[i]!(ctx)
       if (v === UNKNOWN) {
-        steps?.push({ table, chain: chain.name, num: rule.num, rule: rule.text, matched: false })
-        out.verdict = 'UNKNOWN'
-        out.unknown = rule.unknownReasons[i] ?? 'the packet lacks a field this rule needs (e.g. --src-mac)'
-        out.decidedBy = decide(chain, rule.num, rule.text)
-        return out
-      }
-      if (!v) {
+        if (unknownAt < 0) unknownAt = i
+      } else if (!v) {
         matched = false
         break
       }
+    }
+    if (matched && unknownAt >= 0) {
+      steps?.push({ table, chain: chain.name, num: rule.num, rule: rule.text, matched: false })
+      out.verdict = 'UNKNOWN'
+      out.unknown = rule.unknownReasons[unknownAt] ?? 'the packet lacks a field this rule needs (e.g. --src-mac)'
+      out.decidedBy = decide(chain, rule.num, rule.text)
+      return out
     }
     steps?.push({ table, chain: chain.name, num: rule.num, rule: rule.text, matched })
     if (!matched) continue

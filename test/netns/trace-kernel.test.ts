@@ -10,6 +10,7 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
+import { hostPath } from '../../src/analysis/path.js'
 import { HostTracer, type TraceRequest } from '../../src/analysis/trace-host.js'
 import { compileHost } from '../../src/compile/index.js'
 import { tapName } from '../../src/compile/names.js'
@@ -19,12 +20,17 @@ import type { Ruleset } from '../../src/netfilter/ir.js'
 import { parseIptablesSave } from '../../src/netfilter/parse-save.js'
 import { renderNormalized } from '../../src/netfilter/render.js'
 import type { CtState } from '../../src/netfilter/trace.js'
+import { verdictOf } from '../../src/netfilter/verdict.js'
 import { EXT_MAC, HybridLab, pythonScapySkipReason } from './hybrid-lab.js'
 import { kernelTestSkipReason } from './netns-util.js'
 
 const FIXTURES = join(import.meta.dirname, '../fixtures/neutron')
-const PACKETS_PER_SCENARIO = 24
-const SEED = 20261129
+// `bench/trace-kernel.sh` runs this file longer: more packets, more random scenarios, another seed.
+const PACKETS_PER_SCENARIO = Number(process.env.SGWALL_TRACE_PACKETS ?? 24)
+const SEED = Number(process.env.SGWALL_TRACE_SEED ?? 20261129)
+const RANDOM_SCENARIOS = Number(process.env.SGWALL_TRACE_SCENARIOS ?? 4)
+/** Per test: ~0.25 s per packet on a loaded machine, plus the lab. */
+const TIMEOUT = 120_000 + PACKETS_PER_SCENARIO * 2 * 1000
 
 /** mulberry32: a small seeded PRNG, so the test is the same on every run. */
 function prng(seed: number): () => number {
@@ -375,6 +381,13 @@ async function runProbes(
       .map(([k, v]) => `${k} +${v - (before.get(k) ?? 0)}`)
       .sort()
     const trace = tracer.trace(probe.trace)
+    // The verdict-only programs (reach, bench/trace) must agree with the kernel too.
+    const ends = { from: tracer.endpoint(probe.trace.from), to: tracer.endpoint(probe.trace.to) }
+    const fast = verdictOf(
+      tracer.rulesetFor(family),
+      tracer.packet(probe.trace, ends.from, ends.to),
+      hostPath(scenario.config, ends.from, ends.to, 'linux'),
+    )
     const hits = new Map<string, number>()
     for (const h of trace.hops)
       for (const s of h.steps) {
@@ -388,10 +401,10 @@ async function runProbes(
     const reason = `${trace.verdict} by ${last?.role ?? '-'}`
     reasons.set(reason, (reasons.get(reason) ?? 0) + 1)
     const want = got ? 'ACCEPT' : 'DROP'
-    const same = trace.verdict === want && JSON.stringify(moved) === JSON.stringify(traced)
+    const same = trace.verdict === want && fast === want && JSON.stringify(moved) === JSON.stringify(traced)
     if (!same) {
       mismatches.push(
-        `packet ${i} ${JSON.stringify(probe.trace)}: kernel ${want}, trace ${trace.verdict}\n  kernel moved: ${moved.join(' | ')}\n  trace matched: ${traced.join(' | ')}`,
+        `packet ${i} ${JSON.stringify(probe.trace)}: kernel ${want}, trace ${trace.verdict}, verdictOf ${fast}\n  kernel moved: ${moved.join(' | ')}\n  trace matched: ${traced.join(' | ')}`,
       )
     }
   }
@@ -452,10 +465,7 @@ const SCENARIOS: [string, Scenario][] = [
   ['fixture ports-sharing-groups', fixtureScenario('ports-sharing-groups')],
   ['fixture stateless-group', fixtureScenario('stateless-group')],
   ['fixture port-security-disabled', fixtureScenario('port-security-disabled')],
-  ['random 1', randomScenario(rand)],
-  ['random 2', randomScenario(rand)],
-  ['random 3', randomScenario(rand)],
-  ['random 4', randomScenario(rand)],
+  ...Array.from({ length: RANDOM_SCENARIOS }, (_, i): [string, Scenario] => [`random ${i + 1}`, randomScenario(rand)]),
 ]
 
 describe.skipIf(skip !== null)('trace equals the kernel (hybrid plug, Linux br-int)', () => {
@@ -464,22 +474,27 @@ describe.skipIf(skip !== null)('trace equals the kernel (hybrid plug, Linux br-i
     for (const l of labs) l.destroy()
   })
 
-  it.each(SCENARIOS.map(([n, s], i) => [n, s, i] as const))('%s', async (name, scenario, index) => {
-    const compiled = compileHost(scenario, scenario.config)
-    const mismatches = await runProbes(
-      labs,
-      name,
-      scenario,
-      compiled.ipv4,
-      renderNormalized(compiled.ipv4),
-      compiled.ipsets,
-      index,
-    )
-    expect(mismatches).toEqual([])
-  })
+  it.each(SCENARIOS.map(([n, s], i) => [n, s, i] as const))(
+    '%s',
+    { timeout: TIMEOUT },
+    async (name, scenario, index) => {
+      const compiled = compileHost(scenario, scenario.config)
+      const mismatches = await runProbes(
+        labs,
+        name,
+        scenario,
+        compiled.ipv4,
+        renderNormalized(compiled.ipv4),
+        compiled.ipsets,
+        index,
+      )
+      expect(mismatches).toEqual([])
+    },
+  )
 
   it.each(['default-sg-dualstack', 'stateless-group', 'remote-ip-prefix-v6', 'allowed-address-pairs'])(
     'IPv6: fixture %s',
+    { timeout: TIMEOUT },
     async (fixture) => {
       const scenario = fixtureScenario(fixture)
       const compiled = compileHost(scenario, scenario.config)
@@ -498,13 +513,24 @@ describe.skipIf(skip !== null)('trace equals the kernel (hybrid plug, Linux br-i
     },
   )
 
-  it('hand-written chains: goto, RETURN, negation, wildcards, multiport, iprange, tcp flags, conntrack, mac, set, LOG, notrack', async () => {
+  it('hand-written chains: goto, RETURN, negation, wildcards, multiport, iprange, tcp flags, conntrack, mac, set, LOG, notrack', {
+    timeout: TIMEOUT,
+  }, async () => {
     const scenario = fixtureScenario('ports-sharing-groups')
     const text = handWritten(scenario.ports)
     const { ruleset, issues } = parseIptablesSave(text)
     expect(issues).toEqual([])
     const sets = { sgwtest: ['192.168.1.62', '8.8.8.0/29'] }
-    const mismatches = await runProbes(labs, 'hand-written', scenario, ruleset, text, sets, 99, 40)
+    const mismatches = await runProbes(
+      labs,
+      'hand-written',
+      scenario,
+      ruleset,
+      text,
+      sets,
+      99,
+      Math.ceil((PACKETS_PER_SCENARIO * 5) / 3),
+    )
     expect(mismatches).toEqual([])
   })
 })

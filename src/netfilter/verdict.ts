@@ -1,0 +1,879 @@
+/**
+ * Verdicts at speed: the simulator's answer (ACCEPT/DROP) for packets whose
+ * steps nobody will read, as `sgwall reach` and bench/trace need.
+ *
+ * For each bridge pass (devices and hook known) the ruleset is specialised
+ * once into a flat program: rules whose device matches (physdev, -i/-o) are
+ * false for the pass are dropped, the others lose those matches, jumps and
+ * gotos are inlined (RETURN becomes a branch to the end of the inlined block),
+ * and what remains of each rule is a fixed-size record in one Int32Array —
+ * protocol, IPv4 prefix words, port ranges, conntrack states as a bit mask,
+ * indexes of ipsets, MACs, IPv6 prefixes and, for the rare other matches, of
+ * the interpreter's own closures. Evaluating a pass is a forward scan over a
+ * few dozen records, not a walk of rule objects across a 50,000-rule ruleset.
+ *
+ * Exactness: the program is the interpreter's own semantics (`trace.ts`)
+ * partially evaluated on the pass. Whatever the program cannot decide — a match
+ * or target the interpreter reports as not simulated, a MAC match on a packet
+ * without MAC, a jump deeper than 64, a program too large, conntrack lookups —
+ * makes `verdictOf` run the interpreter instead (`FALLBACK`), so the answer is
+ * always the interpreter's. `verdict.test.ts` checks equality on random
+ * scenarios and hand-written rulesets.
+ */
+
+import type { Option, Rule } from './ir.js'
+import {
+  type CompiledChain,
+  type CompiledRuleset,
+  type Conntrack,
+  type CtState,
+  candidates,
+  compileOption,
+  compileSet,
+  compileTarget,
+  type EvalContext,
+  inPrefix,
+  type Matcher,
+  type Packet,
+  type Pass,
+  type Prefix,
+  parsePrefix,
+  portRanges,
+  protocolNumberOf,
+  type SetMatcher,
+  setHas,
+  type TargetKind,
+  tracePacket,
+  UNKNOWN,
+  UNTRACKED_ICMPV6,
+  type Verdict,
+} from './trace.js'
+
+// ---- instruction records ----
+
+const OP = 0 // operation, below
+const ARG = 1 // label (program counter) or zone
+const FLAGS = 2 // which tests the record holds
+const SRC = 3 // IPv4 word, or index of an IPv6 prefix
+const SRC_MASK = 4
+const DST = 5
+const DST_MASK = 6
+const PROTO = 7
+const SPORT_LO = 8
+const SPORT_HI = 9
+const DPORT_LO = 10
+const DPORT_HI = 11
+const STATES = 12 // bit mask of conntrack states
+const MAC = 13 // index into macs
+const SET_SRC = 14 // index into sets
+const SET_DST = 15
+const GENERIC = 16 // index into generics
+const STRIDE = 17
+
+const OP_ACCEPT = 1
+const OP_DROP = 2
+/** Branch to ARG when the record matches (RETURN; end of a goto'd chain when unconditional). */
+const OP_BRANCH_IF_MATCH = 3
+/** Branch to ARG when the record does not match (a guarded jump: skip the inlined chain). */
+const OP_BRANCH_IF_NOT = 4
+const OP_ZONE = 5
+const OP_NOTRACK = 6
+/** The interpreter must answer (something this program cannot evaluate was reached). */
+const OP_FALLBACK = 7
+/**
+ * No effect when it matches (a rule without target, LOG): kept only when evaluating it can
+ * reach something unknown (a MAC match on a packet without MAC), which the interpreter reports.
+ */
+const OP_NOP = 8
+
+const F_SRC4 = 1
+const F_DST4 = 2
+const F_SRC6 = 4
+const F_DST6 = 8
+const F_PROTO = 16
+const F_SPORT = 32
+const F_DPORT = 64
+const F_NOFRAG = 128
+const F_STATES = 256
+const F_MAC = 512
+const F_SET_SRC = 1024
+const F_SET_DST = 2048
+const F_GENERIC = 4096
+
+const STATE_BITS: Readonly<Record<CtState, number>> = {
+  NEW: 1,
+  ESTABLISHED: 2,
+  RELATED: 4,
+  INVALID: 8,
+  UNTRACKED: 16,
+}
+
+/** One pass's program: records plus the objects they index. */
+interface Program {
+  readonly code: Int32Array
+  readonly prefixes: readonly Prefix[]
+  readonly macs: readonly string[]
+  readonly sets: readonly SetMatcher[]
+  readonly generics: readonly (readonly Matcher[])[]
+  /** Non-zero when the outcome does not depend on the packet: that outcome (R_*), with its zone/notrack. */
+  readonly constant: number
+  readonly constantZone: number
+  readonly constantNotrack: boolean
+}
+
+// ---- what a rule is, independent of the pass ----
+
+interface RuleShape {
+  /** A conjunction that can never hold (two protocols, empty port range, IPv6 extension header protocol). */
+  readonly never: boolean
+  /** A match the interpreter cannot evaluate: reaching the rule needs the interpreter. */
+  readonly unknown: boolean
+  /** Device and hook matches: decided per pass. */
+  readonly statics: readonly Matcher[]
+  /** The record's test fields (OP and ARG left 0). */
+  readonly fields: Int32Array
+  readonly prefixSrc: Prefix | null
+  readonly prefixDst: Prefix | null
+  readonly mac: string | null
+  readonly setSrc: SetMatcher | null
+  readonly setDst: SetMatcher | null
+  readonly generic: readonly Matcher[]
+  readonly target: TargetKind
+}
+
+const STATIC_KEYS = new Set([
+  ' -i',
+  ' -o',
+  'physdev --physdev-in',
+  'physdev --physdev-out',
+  'physdev --physdev-is-bridged',
+  'physdev --physdev-is-in',
+  'physdev --physdev-is-out',
+])
+const PORT_MODULES = new Set(['tcp', 'udp', 'sctp', 'dccp'])
+const PROTO_MODULES = new Set(['tcp', 'udp', 'sctp', 'dccp', 'icmp', 'udplite'])
+const MULTIPORT_PROTOS = new Set([6, 17, 33, 132, 136])
+
+function negate(m: Matcher): Matcher {
+  return (c) => {
+    const v = m(c)
+    return v === UNKNOWN ? UNKNOWN : !v
+  }
+}
+
+class ShapeBuilder {
+  never = false
+  unknown = false
+  readonly statics: Matcher[] = []
+  readonly fields = new Int32Array(STRIDE)
+  prefixSrc: Prefix | null = null
+  prefixDst: Prefix | null = null
+  mac: string | null = null
+  setSrc: SetMatcher | null = null
+  setDst: SetMatcher | null = null
+  readonly generic: Matcher[] = []
+
+  constructor(
+    private readonly family: 4 | 6,
+    private readonly sets: (name: string) => SetMatcher | null,
+  ) {}
+
+  has(flag: number): boolean {
+    return (this.fields[FLAGS]! & flag) !== 0
+  }
+  set(flag: number): void {
+    this.fields[FLAGS]! |= flag
+  }
+  proto(n: number): void {
+    if (this.has(F_PROTO)) {
+      if (this.fields[PROTO] !== n) this.never = true
+      return
+    }
+    this.set(F_PROTO)
+    this.fields[PROTO] = n
+  }
+  range(flag: number, lo: number, hi: number, at: number): void {
+    if (this.has(flag)) {
+      const a = Math.max(this.fields[at]!, lo)
+      const b = Math.min(this.fields[at + 1]!, hi)
+      this.fields[at] = a
+      this.fields[at + 1] = b
+    } else {
+      this.set(flag)
+      this.fields[at] = lo
+      this.fields[at + 1] = hi
+    }
+    if (this.fields[at]! > this.fields[at + 1]!) this.never = true
+  }
+
+  /** Place one non-negated option in a typed field; false when it must stay a closure. */
+  typed(module: string | null, o: Option, ruleProto: number | null): boolean {
+    const a0 = o.args[0] ?? ''
+    const key = `${module ?? ''} ${o.flag}`
+    switch (key) {
+      case ' -s':
+      case ' -d': {
+        const p = parsePrefix(a0)
+        if (!p || p.words.length !== (this.family === 4 ? 1 : 4)) return false
+        const src = o.flag === '-s'
+        if (this.has(src ? F_SRC4 | F_SRC6 : F_DST4 | F_DST6)) return false
+        if (this.family === 4) {
+          this.set(src ? F_SRC4 : F_DST4)
+          this.fields[src ? SRC : DST] = p.words[0]! | 0
+          this.fields[src ? SRC_MASK : DST_MASK] = p.masks[0]! | 0
+        } else {
+          this.set(src ? F_SRC6 : F_DST6)
+          if (src) this.prefixSrc = p
+          else this.prefixDst = p
+        }
+        return true
+      }
+      case ' -p': {
+        const n = protocolNumberOf(a0)
+        if (n === null) return false
+        if (n === 0) return true
+        if (this.family === 6 && (n === 43 || n === 44 || n === 60 || n === 51)) {
+          this.never = true
+          return true
+        }
+        this.proto(n)
+        return true
+      }
+    }
+    if (module !== null && PORT_MODULES.has(module) && (o.flag === '--sport' || o.flag === '--dport')) {
+      const rs = portRanges(a0)
+      if (rs?.length !== 1) return false
+      this.proto(protocolNumberOf(module)!)
+      this.set(F_NOFRAG)
+      if (o.flag === '--sport') this.range(F_SPORT, rs[0]![0], rs[0]![1], SPORT_LO)
+      else this.range(F_DPORT, rs[0]![0], rs[0]![1], DPORT_LO)
+      return true
+    }
+    if (module === 'multiport' && (o.flag === '--sports' || o.flag === '--dports')) {
+      const rs = portRanges(a0)
+      if (rs?.length !== 1 || ruleProto === null || !MULTIPORT_PROTOS.has(ruleProto)) return false
+      this.proto(ruleProto)
+      if (o.flag === '--sports') this.range(F_SPORT, rs[0]![0], rs[0]![1], SPORT_LO)
+      else this.range(F_DPORT, rs[0]![0], rs[0]![1], DPORT_LO)
+      return true
+    }
+    if (key === 'state --state' || key === 'conntrack --ctstate') {
+      let bits = 0
+      for (const s of a0.split(',')) {
+        const b = STATE_BITS[s as CtState]
+        if (b === undefined) return false
+        bits |= b
+      }
+      if (this.has(F_STATES)) bits &= this.fields[STATES]!
+      this.set(F_STATES)
+      this.fields[STATES] = bits
+      if (bits === 0) this.never = true
+      return true
+    }
+    if (key === 'mac --mac-source') {
+      if (this.mac !== null) return false
+      this.set(F_MAC)
+      this.mac = a0.toLowerCase()
+      return true
+    }
+    if (key === 'set --match-set') {
+      const dir = o.args[1]
+      if (dir !== 'src' && dir !== 'dst') return false
+      if (dir === 'src' ? this.setSrc !== null : this.setDst !== null) return false
+      const s = this.sets(a0)
+      if (s === null) return false
+      if (dir === 'src') {
+        this.set(F_SET_SRC)
+        this.setSrc = s
+      } else {
+        this.set(F_SET_DST)
+        this.setDst = s
+      }
+      return true
+    }
+    // ICMP types and everything else: the interpreter's closure (exact, and rare on a hot path).
+    return false
+  }
+
+  build(target: TargetKind): RuleShape {
+    return {
+      never: this.never,
+      unknown: this.unknown,
+      statics: this.statics,
+      fields: this.fields,
+      prefixSrc: this.prefixSrc,
+      prefixDst: this.prefixDst,
+      mac: this.mac,
+      setSrc: this.setSrc,
+      setDst: this.setDst,
+      generic: this.generic,
+      target,
+    }
+  }
+}
+
+// ---- the engine: shapes per rule text, programs per pass ----
+
+const MAX_PROGRAM = 20_000
+const MAX_DEPTH = 64
+/** Chains inlined into one program (goto loops, pathological fan-out): beyond, the interpreter answers. */
+const MAX_INLINED = 2_000
+const MAX_NESTING = 256
+
+class Overflow extends Error {}
+
+const DUMMY_PACKET: Packet = { family: 4, src: [0], dst: [0], proto: 0 }
+
+class Engine {
+  private readonly shapes = new Map<string, RuleShape>()
+  private readonly setCache = new Map<string, SetMatcher | null>()
+  private readonly optionCache = new Map<string, SetMatcher | string>()
+  private readonly byPass = new WeakMap<Pass, PassPrograms>()
+  private readonly byKey = new Map<string, PassPrograms>()
+  private readonly irChains = new Map<string, Map<string, readonly Rule[]>>()
+  private readonly chainNames = new Map<string, ReadonlySet<string>>()
+  private inlined = 0
+
+  constructor(readonly rs: CompiledRuleset) {
+    for (const t of rs.source.tables) {
+      this.irChains.set(t.name, new Map(t.chains.map((c) => [c.name, c.rules])))
+      this.chainNames.set(t.name, new Set(t.chains.map((c) => c.name)))
+    }
+  }
+
+  programs(pass: Pass): PassPrograms {
+    const hit = this.byPass.get(pass)
+    if (hit) return hit
+    const key = `${pass.bridge}\u0000${pass.physdevIn ?? ''}\u0000${pass.physdevOut ?? ''}`
+    let p = this.byKey.get(key)
+    if (!p) {
+      p = new PassPrograms(this.specialise('raw', 'PREROUTING', pass), this.specialise('filter', 'FORWARD', pass))
+      this.byKey.set(key, p)
+    }
+    this.byPass.set(pass, p)
+    return p
+  }
+
+  private setMatcher(name: string): SetMatcher | null {
+    if (this.setCache.has(name)) return this.setCache.get(name)!
+    const members = this.rs.ipsets?.[name]
+    const s = members ? compileSet(members, this.rs.family) : null
+    const v = typeof s === 'string' ? null : s
+    this.setCache.set(name, v)
+    return v
+  }
+
+  private shape(table: string, rule: Rule, text: string): RuleShape {
+    const key = `${table}\u0000${text}`
+    const hit = this.shapes.get(key)
+    if (hit) return hit
+    const b = new ShapeBuilder(this.rs.family, (n) => this.setMatcher(n))
+    const protoOpt = rule.matches.find((m) => m.module === null)?.options.find((o) => o.flag === '-p' && !o.negated)
+    const ruleProto = protoOpt ? protocolNumberOf(protoOpt.args[0] ?? '') : null
+    for (const m of rule.matches) {
+      if (m.module !== null && m.options.length === 0) {
+        const want = protocolNumberOf(m.module)
+        if (want !== null && PROTO_MODULES.has(m.module)) b.proto(want)
+        else if (m.module !== 'comment' && m.module !== 'multiport') b.unknown = true
+        continue
+      }
+      for (const o of m.options) {
+        if (m.module === 'comment' && o.flag === '--comment' && !o.negated) continue
+        const key2 = `${m.module ?? ''} ${o.flag}`
+        if (!o.negated && !STATIC_KEYS.has(key2) && b.typed(m.module, o, ruleProto)) continue
+        const compiled = compileOption(m.module, o, this.rs.family, this.rs.ipsets, ruleProto, this.optionCache)
+        if (typeof compiled === 'string') {
+          b.unknown = true
+          continue
+        }
+        const matcher = o.negated ? negate(compiled) : compiled
+        if (STATIC_KEYS.has(key2)) b.statics.push(matcher)
+        else {
+          b.set(F_GENERIC)
+          b.generic.push(matcher)
+        }
+      }
+    }
+    const s = b.build(compileTarget(rule, this.chainNames.get(table)!))
+    this.shapes.set(key, s)
+    return s
+  }
+
+  private specialise(table: string, hook: 'PREROUTING' | 'FORWARD', pass: Pass): Program {
+    const chains = this.rs.tables.get(table)
+    const start = chains?.get(hook)
+    const out = new ProgramWriter()
+    if (!chains || !start) {
+      out.emit(OP_ACCEPT, 0, null)
+      return out.finish()
+    }
+    try {
+      const ctx: EvalContext = { packet: DUMMY_PACKET, pass, hook, state: 'NEW' }
+      const end = out.label()
+      this.inlined = 0
+      this.emitChain(table, chains, start, ctx, 0, 0, end, out)
+      out.bind(end)
+      out.emit(start.policy === 'DROP' ? OP_DROP : OP_ACCEPT, 0, null)
+      return out.finish()
+    } catch (e) {
+      if (!(e instanceof Overflow)) throw e
+      const w = new ProgramWriter()
+      w.emit(OP_FALLBACK, 0, null)
+      return w.finish()
+    }
+  }
+
+  /** Emit a chain's rules for this pass; RETURN (and the end of a goto'd chain) branch to `ret`. */
+  private emitChain(
+    table: string,
+    chains: ReadonlyMap<string, CompiledChain>,
+    chain: CompiledChain,
+    ctx: EvalContext,
+    depth: number,
+    nesting: number,
+    ret: Label,
+    out: ProgramWriter,
+  ): void {
+    if (++this.inlined > MAX_INLINED || nesting > MAX_NESTING) throw new Overflow()
+    const ir = this.irChains.get(table)!.get(chain.name)!
+    const cand = chain.index ? candidates(chain.index, ctx.pass) : null
+    const n = cand ? cand.length : ir.length
+    for (let k = 0; k < n; k++) {
+      const i = cand ? cand[k]! : k
+      const s = this.shape(table, ir[i]!, chain.rules[i]!.text)
+      if (s.never) continue
+      let live = true
+      for (const m of s.statics) {
+        const v = m(ctx)
+        if (v === UNKNOWN) {
+          out.emit(OP_FALLBACK, 0, null)
+          return
+        }
+        if (!v) {
+          live = false
+          break
+        }
+      }
+      if (!live) continue
+      if (s.unknown) {
+        out.emit(OP_FALLBACK, 0, null)
+        return
+      }
+      const always = s.fields[FLAGS] === 0
+      const t = s.target
+      switch (t.kind) {
+        case 'accept':
+          out.emit(OP_ACCEPT, 0, s)
+          if (always) return
+          break
+        case 'drop':
+          out.emit(OP_DROP, 0, s)
+          if (always) return
+          break
+        case 'return':
+          out.branch(OP_BRANCH_IF_MATCH, ret, s)
+          if (always) return
+          break
+        case 'jump':
+        case 'goto': {
+          const isGoto = t.kind === 'goto'
+          if (!isGoto && depth >= MAX_DEPTH) {
+            out.emit(OP_FALLBACK, 0, s)
+            if (always) return
+            break
+          }
+          const after = out.label()
+          if (!always) out.branch(OP_BRANCH_IF_NOT, after, s)
+          const target = chains.get(t.chain)!
+          if (isGoto) {
+            this.emitChain(table, chains, target, ctx, depth, nesting + 1, ret, out)
+            out.branch(OP_BRANCH_IF_MATCH, ret, null)
+          } else this.emitChain(table, chains, target, ctx, depth + 1, nesting + 1, after, out)
+          out.bind(after)
+          if (always && isGoto) return
+          break
+        }
+        case 'zone':
+          out.emit(OP_ZONE, t.zone, s)
+          break
+        case 'notrack':
+          out.emit(OP_NOTRACK, 0, s)
+          break
+        case 'continue':
+        case 'none':
+          if ((s.fields[FLAGS]! & (F_MAC | F_GENERIC)) !== 0) out.emit(OP_NOP, 0, s)
+          break
+        case 'unknown':
+          out.emit(OP_FALLBACK, 0, s)
+          if (always) return
+          break
+      }
+    }
+  }
+}
+
+interface Label {
+  pc: number
+  readonly refs: number[]
+}
+
+class ProgramWriter {
+  private code = new Int32Array(STRIDE * 64)
+  private n = 0
+  private readonly prefixes: Prefix[] = []
+  private readonly macs: string[] = []
+  private readonly sets: SetMatcher[] = []
+  private readonly generics: (readonly Matcher[])[] = []
+  private readonly index = new Map<unknown, number>()
+
+  label(): Label {
+    return { pc: -1, refs: [] }
+  }
+  bind(l: Label): void {
+    l.pc = this.n
+    for (const r of l.refs) this.code[r * STRIDE + ARG] = this.n
+  }
+  branch(op: number, l: Label, s: RuleShape | null): void {
+    const at = this.emit(op, l.pc, s)
+    if (l.pc < 0) l.refs.push(at)
+  }
+  private ref<T>(list: T[], v: T): number {
+    let i = this.index.get(v)
+    if (i === undefined) {
+      i = list.length
+      list.push(v)
+      this.index.set(v, i)
+    }
+    return i
+  }
+  emit(op: number, arg: number, s: RuleShape | null): number {
+    if (this.n >= MAX_PROGRAM) throw new Overflow()
+    if ((this.n + 1) * STRIDE > this.code.length) {
+      const bigger = new Int32Array(this.code.length * 2)
+      bigger.set(this.code)
+      this.code = bigger
+    }
+    const b = this.n * STRIDE
+    if (s) {
+      this.code.set(s.fields, b)
+      if (s.prefixSrc) this.code[b + SRC] = this.ref(this.prefixes, s.prefixSrc)
+      if (s.prefixDst) this.code[b + DST] = this.ref(this.prefixes, s.prefixDst)
+      if (s.mac !== null) this.code[b + MAC] = this.ref(this.macs, s.mac)
+      if (s.setSrc) this.code[b + SET_SRC] = this.ref(this.sets, s.setSrc)
+      if (s.setDst) this.code[b + SET_DST] = this.ref(this.sets, s.setDst)
+      if (s.generic.length > 0) this.code[b + GENERIC] = this.ref(this.generics, s.generic)
+    }
+    this.code[b + OP] = op
+    this.code[b + ARG] = arg
+    return this.n++
+  }
+  finish(): Program {
+    const refs = { prefixes: this.prefixes, macs: this.macs, sets: this.sets, generics: this.generics }
+    return withConstant(this.code.slice(0, this.n * STRIDE), refs)
+  }
+}
+
+function withConstant(code: Int32Array, refs: Pick<Program, 'prefixes' | 'macs' | 'sets' | 'generics'>): Program {
+  // Follow the records from the start while they test nothing: if that reaches a verdict, it is the program's.
+  let constant = 0
+  let zone = -1
+  let notrack = false
+  const n = code.length / STRIDE
+  for (let pc = 0, guard = 0; pc < n && guard <= n; guard++) {
+    const b = pc * STRIDE
+    if (code[b + FLAGS] !== 0) break
+    const op = code[b + OP]
+    if (op === OP_ACCEPT || op === OP_DROP || op === OP_FALLBACK) {
+      constant = op === OP_ACCEPT ? R_ACCEPT : op === OP_DROP ? R_DROP : R_FALLBACK
+      break
+    }
+    if (op === OP_BRANCH_IF_MATCH) pc = code[b + ARG]!
+    else {
+      if (op === OP_ZONE && zone < 0 && !notrack) zone = code[b + ARG]!
+      if (op === OP_NOTRACK && zone < 0) notrack = true
+      pc++
+    }
+  }
+  return {
+    code,
+    prefixes: refs.prefixes,
+    macs: refs.macs,
+    sets: refs.sets,
+    generics: refs.generics,
+    constant,
+    constantZone: zone,
+    constantNotrack: notrack,
+  }
+}
+
+/**
+ * The program for packets of one protocol in one conntrack state: records
+ * whose protocol or state test fails are removed (a guard that fails becomes an
+ * unconditional branch), and those tests are dropped from the others. A second
+ * partial evaluation, this time on the packet: a TCP packet never looks at the
+ * DHCP rules, a NEW one never at the ESTABLISHED rule. A variant whose outcome
+ * is decided before any test is a single unconditional record.
+ */
+function variantCode(p: Program, proto: number, stateBit: number): Int32Array {
+  const src = p.code
+  const n = src.length / STRIDE
+  const newPc = new Int32Array(n + 1)
+  const kept: number[] = []
+  const flags: number[] = []
+  const ops: number[] = []
+  for (let i = 0; i < n; i++) {
+    newPc[i] = kept.length
+    const b = i * STRIDE
+    const f = src[b + FLAGS]!
+    const fails =
+      ((f & F_PROTO) !== 0 && src[b + PROTO] !== proto) || ((f & F_STATES) !== 0 && (src[b + STATES]! & stateBit) === 0)
+    const op = src[b + OP]!
+    if (fails) {
+      // A failing guard always branches; any other failing record does nothing.
+      if (op === OP_BRANCH_IF_NOT) {
+        kept.push(i)
+        flags.push(0)
+        ops.push(OP_BRANCH_IF_MATCH)
+      }
+      continue
+    }
+    kept.push(i)
+    flags.push(f & ~(F_PROTO | F_STATES))
+    ops.push(op)
+  }
+  newPc[n] = kept.length
+  const code = new Int32Array(kept.length * STRIDE)
+  for (let k = 0; k < kept.length; k++) {
+    const from = kept[k]! * STRIDE
+    const b = k * STRIDE
+    code.set(src.subarray(from, from + STRIDE), b)
+    code[b + FLAGS] = flags[k]!
+    code[b + OP] = ops[k]!
+    if (ops[k] === OP_BRANCH_IF_MATCH || ops[k] === OP_BRANCH_IF_NOT) code[b + ARG] = newPc[src[from + ARG]!]!
+  }
+  const c = withConstant(code, p).constant
+  if (c === 0) return code
+  const one = new Int32Array(STRIDE)
+  one[OP] = c === R_ACCEPT ? OP_ACCEPT : c === R_DROP ? OP_DROP : OP_FALLBACK
+  return one
+}
+
+const MAX_VARIANTS = 8
+
+/**
+ * A pass's programs. The filter program's variants live in one Int32Array:
+ * `[count, key, offset, key, offset, …, records…]`, so finding and running the
+ * variant for a packet touches one contiguous block (random ports make every
+ * pointer followed a cache miss).
+ */
+class PassPrograms {
+  table: Int32Array = new Int32Array(1 + 2 * MAX_VARIANTS)
+  /** The raw program's outcome when it does not depend on the packet (Neutron's zone rules): read without a detour. */
+  readonly rawConstant: number
+  readonly rawZone: number
+  readonly rawNotrack: boolean
+  constructor(
+    readonly raw: Program,
+    readonly filter: Program,
+  ) {
+    this.rawConstant = raw.constant
+    this.rawZone = raw.constantZone
+    this.rawNotrack = raw.constantNotrack
+  }
+
+  /** Offset of the filter variant for (proto, state) in `table`, built on first use; -1: use `filter`. */
+  filterAt(proto: number, stateBit: number): number {
+    const key = (stateBit << 8) | proto
+    const t = this.table
+    const count = t[0]!
+    for (let i = 0; i < count; i++) if (t[1 + 2 * i] === key) return t[2 + 2 * i]!
+    // Rare (many protocols or states through one pass): the whole program answers.
+    if (count === MAX_VARIANTS) return -1
+    const code = variantCode(this.filter, proto, stateBit)
+    const at = t.length
+    const bigger = new Int32Array(t.length + code.length)
+    bigger.set(t)
+    bigger.set(code, at)
+    bigger[0] = count + 1
+    bigger[1 + 2 * count] = key
+    bigger[2 + 2 * count] = at
+    this.table = bigger
+    return at
+  }
+}
+
+// ---- evaluation ----
+
+const R_ACCEPT = 1
+const R_DROP = 2
+const R_FALLBACK = 3
+
+// Results of a raw pass besides the verdict (the evaluator is synchronous).
+let outZone = -1
+let outNotrack = false
+
+const genericCtx: EvalContext = {
+  packet: DUMMY_PACKET,
+  pass: { bridge: '', physdevIn: null, physdevOut: null },
+  hook: 'FORWARD',
+  state: 'NEW',
+}
+
+function run(
+  code: Int32Array,
+  start: number,
+  p: Program,
+  pkt: Packet,
+  pass: Pass,
+  hook: 'PREROUTING' | 'FORWARD',
+  state: CtState,
+): number {
+  const stateBit = STATE_BITS[state]
+  const src0 = pkt.src[0]! | 0
+  const dst0 = pkt.dst[0]! | 0
+  const proto = pkt.proto
+  const sport = pkt.sport
+  const dport = pkt.dport
+  const frag = pkt.fragment === true
+  outZone = -1
+  outNotrack = false
+  let pc = 0
+  for (;;) {
+    const b = start + pc * STRIDE
+    const f = code[b + FLAGS]!
+    pc++
+    let m = true
+    if (f !== 0) {
+      if ((f & F_PROTO) !== 0 && proto !== code[b + PROTO]) m = false
+      else if ((f & F_SRC4) !== 0 && (src0 & code[b + SRC_MASK]!) !== code[b + SRC]) m = false
+      else if ((f & F_DST4) !== 0 && (dst0 & code[b + DST_MASK]!) !== code[b + DST]) m = false
+      else if (
+        (f & F_DPORT) !== 0 &&
+        (dport === undefined || dport < code[b + DPORT_LO]! || dport > code[b + DPORT_HI]!)
+      )
+        m = false
+      else if (
+        (f & F_SPORT) !== 0 &&
+        (sport === undefined || sport < code[b + SPORT_LO]! || sport > code[b + SPORT_HI]!)
+      )
+        m = false
+      else if ((f & F_NOFRAG) !== 0 && frag) m = false
+      else if ((f & F_STATES) !== 0 && (code[b + STATES]! & stateBit) === 0) m = false
+      else if ((f & F_SRC6) !== 0 && !inPrefix(pkt.src, p.prefixes[code[b + SRC]!]!)) m = false
+      else if ((f & F_DST6) !== 0 && !inPrefix(pkt.dst, p.prefixes[code[b + DST]!]!)) m = false
+      else if ((f & F_SET_SRC) !== 0 && !setHas(p.sets[code[b + SET_SRC]!]!, pkt.src)) m = false
+      else if ((f & F_SET_DST) !== 0 && !setHas(p.sets[code[b + SET_DST]!]!, pkt.dst)) m = false
+      else if ((f & F_MAC) !== 0) {
+        if (pkt.srcMac === undefined) return R_FALLBACK
+        if (pkt.srcMac !== p.macs[code[b + MAC]!]) m = false
+      }
+      if (m && (f & F_GENERIC) !== 0) {
+        const gs = p.generics[code[b + GENERIC]!]!
+        genericCtx.packet = pkt
+        genericCtx.pass = pass
+        genericCtx.hook = hook
+        genericCtx.state = state
+        for (let i = 0; i < gs.length; i++) {
+          const v = gs[i]!(genericCtx)
+          if (v === UNKNOWN) return R_FALLBACK
+          if (!v) {
+            m = false
+            break
+          }
+        }
+      }
+    }
+    switch (code[b + OP]) {
+      case OP_ACCEPT:
+        if (m) return R_ACCEPT
+        break
+      case OP_DROP:
+        if (m) return R_DROP
+        break
+      case OP_BRANCH_IF_MATCH:
+        if (m) pc = code[b + ARG]!
+        break
+      case OP_BRANCH_IF_NOT:
+        if (!m) pc = code[b + ARG]!
+        break
+      case OP_ZONE:
+        if (m && outZone < 0 && !outNotrack) outZone = code[b + ARG]!
+        break
+      case OP_NOTRACK:
+        if (m && outZone < 0) outNotrack = true
+        break
+      case OP_FALLBACK:
+        if (m) return R_FALLBACK
+        break
+    }
+  }
+}
+
+const engines = new WeakMap<CompiledRuleset, Engine>()
+let lastEngine: Engine | null = null
+
+function engineOf(rs: CompiledRuleset): Engine {
+  if (lastEngine?.rs === rs) return lastEngine
+  let e = engines.get(rs)
+  if (!e) {
+    e = new Engine(rs)
+    engines.set(rs, e)
+  }
+  lastEngine = e
+  return e
+}
+
+/** How often the programs answered and how often the interpreter had to (tests check both happen). */
+export const verdictStats = { programs: 0, interpreter: 0 }
+
+function interpret(rs: CompiledRuleset, packet: Packet, path: readonly Pass[], conntrack?: Conntrack): Verdict {
+  verdictStats.interpreter++
+  return tracePacket(rs, packet, path, { record: false, detail: false, ...(conntrack ? { conntrack } : {}) }).verdict
+}
+
+/**
+ * The verdict `tracePacket` would give, without recording steps. With a
+ * conntrack table (flows seen so far) the interpreter answers; without one,
+ * the per-pass programs do, falling back to the interpreter on anything they
+ * cannot decide.
+ */
+export function verdictOf(rs: CompiledRuleset, packet: Packet, path: readonly Pass[], conntrack?: Conntrack): Verdict {
+  if (conntrack || packet.src.length !== (rs.family === 4 ? 1 : 4) || packet.dst.length !== packet.src.length)
+    return interpret(rs, packet, path, conntrack)
+  const e = engineOf(rs)
+  const given: CtState = packet.state ?? 'NEW'
+  const untrackedIcmp = packet.proto === 58 && UNTRACKED_ICMPV6.has(packet.icmpType ?? -1)
+  for (let i = 0; i < path.length; i++) {
+    const pass = path[i]!
+    const progs = e.programs(pass)
+    let r = progs.rawConstant
+    if (r !== 0) {
+      outZone = progs.rawZone
+      outNotrack = progs.rawNotrack
+    } else r = run(progs.raw.code, 0, progs.raw, packet, pass, 'PREROUTING', 'NEW')
+    if (r === R_FALLBACK) return interpret(rs, packet, path)
+    if (r === R_DROP) {
+      verdictStats.programs++
+      return 'DROP'
+    }
+    const state: CtState = outNotrack || untrackedIcmp ? 'UNTRACKED' : given
+    const at = progs.filterAt(packet.proto, STATE_BITS[state])
+    const f =
+      at >= 0
+        ? run(progs.table, at, progs.filter, packet, pass, 'FORWARD', state)
+        : run(progs.filter.code, 0, progs.filter, packet, pass, 'FORWARD', state)
+    if (f === R_FALLBACK) return interpret(rs, packet, path)
+    if (f === R_DROP) {
+      verdictStats.programs++
+      return 'DROP'
+    }
+  }
+  verdictStats.programs++
+  return 'ACCEPT'
+}
+
+/** For tests and benchmarks: how many records the programs of a pass have. */
+export function programSize(rs: CompiledRuleset, pass: Pass): { raw: number; filter: number } {
+  const p = engineOf(rs).programs(pass)
+  return { raw: p.raw.code.length / STRIDE, filter: p.filter.code.length / STRIDE }
+}
