@@ -5,7 +5,7 @@ import { compileHost } from '../compile/index.js'
 import { parseScenario } from '../model/validate.js'
 import type { Family } from '../netfilter/ir.js'
 import { type CtState, tracePacket } from '../netfilter/trace.js'
-import { verdictStats, verdictOf } from '../netfilter/verdict.js'
+import { verdictOf, verdictStats } from '../netfilter/verdict.js'
 import { hostPath, portAddress } from './path.js'
 import { HostTracer, TraceInputError } from './trace-host.js'
 
@@ -19,7 +19,14 @@ describe('verdict programs on compiled host rulesets', () => {
       fc.property(scenarioArbitrary, fc.constantFrom<'ovs' | 'linux'>('ovs', 'linux'), (raw, brInt) => {
         const s = parseScenario(raw).scenario!
         const c = compileHost(s, s.config)
-        const tracer = new HostTracer({ config: s.config, state: s, ipv4: c.ipv4, ipv6: c.ipv6, ipsets: c.ipsets, brInt })
+        const tracer = new HostTracer({
+          config: s.config,
+          state: s,
+          ipv4: c.ipv4,
+          ipv6: c.ipv6,
+          ipsets: c.ipsets,
+          brInt,
+        })
         for (const family of [4, 6] as Family[]) {
           const outside = family === 4 ? ['10.9.0.5', '192.0.2.1'] : ['2001:db8:9::5', '2001:db8:77::1']
           const ends = [...s.ports.filter((p) => portAddress(p, family)).map((p) => p.id), ...outside]

@@ -85,6 +85,8 @@ const OP_FALLBACK = 7
  * reach something unknown (a MAC match on a packet without MAC), which the interpreter reports.
  */
 const OP_NOP = 8
+/** First record of a run of rules with one action (see `indexRuns`); ARG indexes `Program.runs`. */
+const OP_RUN = 9
 
 const F_SRC4 = 1
 const F_DST4 = 2
@@ -115,10 +117,36 @@ interface Program {
   readonly macs: readonly string[]
   readonly sets: readonly SetMatcher[]
   readonly generics: readonly (readonly Matcher[])[]
+  /** Indexed runs of the variants built from this program. */
+  readonly runs: RunIndex[]
   /** Non-zero when the outcome does not depend on the packet: that outcome (R_*), with its zone/notrack. */
   readonly constant: number
   readonly constantZone: number
   readonly constantNotrack: boolean
+}
+
+/**
+ * Consecutive records with the same action (all RETURN to one place, or all ACCEPT): the first
+ * that matches takes the action, so any that matches does — the run is a set, and its records can
+ * be tried in any order. Indexed by destination port, the records a packet can match are a few.
+ */
+interface RunIndex {
+  readonly op: number
+  readonly arg: number
+  /** Program counter of the run's first record, and after its last. */
+  readonly base: number
+  readonly end: number
+  readonly ports: PortIndex
+}
+
+/**
+ * Which records of a run (offsets from its first) a destination port can match: records testing
+ * exactly that port, then those without a single-port test. Shared by every run with the same
+ * records (a group's rules repeat in the chains of all its ports), so it stays in the CPU caches.
+ */
+interface PortIndex {
+  readonly byPort: ReadonlyMap<number, readonly number[]>
+  readonly rest: readonly number[]
 }
 
 // ---- what a rule is, independent of the pass ----
@@ -341,16 +369,22 @@ class Engine {
     }
   }
 
+  readonly arena = new Arena()
+
   programs(pass: Pass): PassPrograms {
+    const own = (pass as WithPrograms)[PROGRAMS]
+    if (own?.engine === this) return own
     const hit = this.byPass.get(pass)
     if (hit) return hit
     const key = `${pass.bridge}\u0000${pass.physdevIn ?? ''}\u0000${pass.physdevOut ?? ''}`
     let p = this.byKey.get(key)
     if (!p) {
-      p = new PassPrograms(this.specialise('raw', 'PREROUTING', pass), this.specialise('filter', 'FORWARD', pass))
+      p = new PassPrograms(this, this.specialise('raw', 'PREROUTING', pass), this.specialise('filter', 'FORWARD', pass))
       this.byKey.set(key, p)
     }
     this.byPass.set(pass, p)
+    if (Object.isExtensible(pass))
+      Object.defineProperty(pass, PROGRAMS, { value: p, writable: true, enumerable: false, configurable: true })
     return p
   }
 
@@ -573,6 +607,74 @@ class ProgramWriter {
   }
 }
 
+const MIN_RUN = 4
+
+const portIndexes = new Map<string, PortIndex>()
+
+function portIndexOf(code: Int32Array, i: number, j: number): PortIndex {
+  // The index depends only on each record's destination port test.
+  const parts: string[] = []
+  for (let k = i; k < j; k++) {
+    const r = k * STRIDE
+    parts.push((code[r + FLAGS]! & F_DPORT) === 0 ? '-' : `${code[r + DPORT_LO]}:${code[r + DPORT_HI]}`)
+  }
+  const key = parts.join(',')
+  const hit = portIndexes.get(key)
+  if (hit) return hit
+  const byPort = new Map<number, number[]>()
+  const rest: number[] = []
+  for (let k = i; k < j; k++) {
+    const r = k * STRIDE
+    const lo = code[r + DPORT_LO]!
+    if ((code[r + FLAGS]! & F_DPORT) === 0 || code[r + DPORT_HI] !== lo) {
+      rest.push(k - i)
+      continue
+    }
+    const l = byPort.get(lo)
+    if (l) l.push(k - i)
+    else byPort.set(lo, [k - i])
+  }
+  const index = { byPort, rest }
+  if (portIndexes.size < 100_000) portIndexes.set(key, index)
+  return index
+}
+
+/** Turn runs of same-action records into indexed sets (in place). Branch targets inside a run end it. */
+function indexRuns(code: Int32Array, runs: RunIndex[]): void {
+  const n = code.length / STRIDE
+  const target = new Uint8Array(n + 1)
+  for (let k = 0; k < n; k++) {
+    const op = code[k * STRIDE + OP]
+    if (op === OP_BRANCH_IF_MATCH || op === OP_BRANCH_IF_NOT) target[code[k * STRIDE + ARG]!] = 1
+  }
+  for (let i = 0; i < n; ) {
+    const b = i * STRIDE
+    const op = code[b + OP]!
+    const arg = code[b + ARG]!
+    if ((op !== OP_ACCEPT && op !== OP_DROP && op !== OP_BRANCH_IF_MATCH) || code[b + FLAGS] === 0) {
+      i++
+      continue
+    }
+    let j = i + 1
+    while (
+      j < n &&
+      code[j * STRIDE + OP] === op &&
+      code[j * STRIDE + ARG] === arg &&
+      code[j * STRIDE + FLAGS] !== 0 &&
+      target[j] === 0
+    )
+      j++
+    if (j - i < MIN_RUN) {
+      i = j
+      continue
+    }
+    code[b + OP] = OP_RUN
+    code[b + ARG] = runs.length
+    runs.push({ op, arg, base: i, end: j, ports: portIndexOf(code, i, j) })
+    i = j
+  }
+}
+
 function withConstant(code: Int32Array, refs: Pick<Program, 'prefixes' | 'macs' | 'sets' | 'generics'>): Program {
   // Follow the records from the start while they test nothing: if that reaches a verdict, it is the program's.
   let constant = 0
@@ -600,6 +702,7 @@ function withConstant(code: Int32Array, refs: Pick<Program, 'prefixes' | 'macs' 
     macs: refs.macs,
     sets: refs.sets,
     generics: refs.generics,
+    runs: [],
     constant,
     constantZone: zone,
     constantNotrack: notrack,
@@ -652,7 +755,10 @@ function variantCode(p: Program, proto: number, stateBit: number): Int32Array {
     if (ops[k] === OP_BRANCH_IF_MATCH || ops[k] === OP_BRANCH_IF_NOT) code[b + ARG] = newPc[src[from + ARG]!]!
   }
   const c = withConstant(code, p).constant
-  if (c === 0) return code
+  if (c === 0) {
+    indexRuns(code, p.runs)
+    return code
+  }
   const one = new Int32Array(STRIDE)
   one[OP] = c === R_ACCEPT ? OP_ACCEPT : c === R_DROP ? OP_DROP : OP_FALLBACK
   return one
@@ -661,46 +767,69 @@ function variantCode(p: Program, proto: number, stateBit: number): Int32Array {
 const MAX_VARIANTS = 8
 
 /**
- * A pass's programs. The filter program's variants live in one Int32Array:
- * `[count, key, offset, key, offset, …, records…]`, so finding and running the
- * variant for a packet touches one contiguous block (random ports make every
- * pointer followed a cache miss).
+ * Every filter variant of every pass of one ruleset lives in one growing Int32Array, so running a
+ * pass follows few pointers (random ports make each pointer followed a cache miss). Each pass has a
+ * header there, `[count, key, offset, key, offset, …]`, naming its variants' offsets.
  */
+class Arena {
+  data = new Int32Array(1 << 16)
+  used = 0
+  alloc(n: number): number {
+    if (this.used + n > this.data.length) {
+      let size = this.data.length * 2
+      while (this.used + n > size) size *= 2
+      const bigger = new Int32Array(size)
+      bigger.set(this.data.subarray(0, this.used))
+      this.data = bigger
+    }
+    const at = this.used
+    this.used += n
+    return at
+  }
+}
+
+/** A pass's programs. */
 class PassPrograms {
-  table: Int32Array = new Int32Array(1 + 2 * MAX_VARIANTS)
   /** The raw program's outcome when it does not depend on the packet (Neutron's zone rules): read without a detour. */
   readonly rawConstant: number
   readonly rawZone: number
   readonly rawNotrack: boolean
+  /** Offset of this pass's variant header in the arena. */
+  readonly header: number
   constructor(
+    readonly engine: Engine,
     readonly raw: Program,
     readonly filter: Program,
   ) {
     this.rawConstant = raw.constant
     this.rawZone = raw.constantZone
     this.rawNotrack = raw.constantNotrack
+    this.header = engine.arena.alloc(1 + 2 * MAX_VARIANTS)
   }
 
-  /** Offset of the filter variant for (proto, state) in `table`, built on first use; -1: use `filter`. */
+  /** Offset in the arena of the filter variant for (proto, state), built on first use; -1: use `filter`. */
   filterAt(proto: number, stateBit: number): number {
     const key = (stateBit << 8) | proto
-    const t = this.table
-    const count = t[0]!
-    for (let i = 0; i < count; i++) if (t[1 + 2 * i] === key) return t[2 + 2 * i]!
+    const h = this.header
+    let t = this.engine.arena.data
+    const count = t[h]!
+    for (let i = 0; i < count; i++) if (t[h + 1 + 2 * i] === key) return t[h + 2 + 2 * i]!
     // Rare (many protocols or states through one pass): the whole program answers.
     if (count === MAX_VARIANTS) return -1
     const code = variantCode(this.filter, proto, stateBit)
-    const at = t.length
-    const bigger = new Int32Array(t.length + code.length)
-    bigger.set(t)
-    bigger.set(code, at)
-    bigger[0] = count + 1
-    bigger[1 + 2 * count] = key
-    bigger[2 + 2 * count] = at
-    this.table = bigger
+    const at = this.engine.arena.alloc(code.length)
+    t = this.engine.arena.data
+    t.set(code, at)
+    t[h] = count + 1
+    t[h + 1 + 2 * count] = key
+    t[h + 2 + 2 * count] = at
     return at
   }
 }
+
+/** Where a pass keeps its programs (a property on the caller's pass object: no table lookup per pass). */
+const PROGRAMS = Symbol('sgwall verdict programs')
+type WithPrograms = { [PROGRAMS]?: PassPrograms }
 
 // ---- evaluation ----
 
@@ -719,6 +848,57 @@ const genericCtx: EvalContext = {
   state: 'NEW',
 }
 
+// The packet being evaluated, unpacked once per pass (the evaluator is synchronous).
+let curPkt: Packet = DUMMY_PACKET
+let curPass: Pass = genericCtx.pass
+let curHook: 'PREROUTING' | 'FORWARD' = 'FORWARD'
+let curState: CtState = 'NEW'
+let curStateBit = 1
+let curSrc0 = 0
+let curDst0 = 0
+let curProto = 0
+let curSport = -1
+let curDport = -1
+let curFrag = false
+
+const M_NO = 0
+const M_YES = 1
+const M_FALLBACK = 2
+
+/** Does the record at `b` match the current packet? */
+function matchAt(code: Int32Array, b: number, p: Program): number {
+  const f = code[b + FLAGS]!
+  if (f === 0) return M_YES
+  if ((f & F_PROTO) !== 0 && curProto !== code[b + PROTO]) return M_NO
+  if ((f & F_SRC4) !== 0 && (curSrc0 & code[b + SRC_MASK]!) !== code[b + SRC]) return M_NO
+  if ((f & F_DST4) !== 0 && (curDst0 & code[b + DST_MASK]!) !== code[b + DST]) return M_NO
+  if ((f & F_DPORT) !== 0 && (curDport < code[b + DPORT_LO]! || curDport > code[b + DPORT_HI]!)) return M_NO
+  if ((f & F_SPORT) !== 0 && (curSport < code[b + SPORT_LO]! || curSport > code[b + SPORT_HI]!)) return M_NO
+  if ((f & F_NOFRAG) !== 0 && curFrag) return M_NO
+  if ((f & F_STATES) !== 0 && (code[b + STATES]! & curStateBit) === 0) return M_NO
+  if ((f & F_SRC6) !== 0 && !inPrefix(curPkt.src, p.prefixes[code[b + SRC]!]!)) return M_NO
+  if ((f & F_DST6) !== 0 && !inPrefix(curPkt.dst, p.prefixes[code[b + DST]!]!)) return M_NO
+  if ((f & F_SET_SRC) !== 0 && !setHas(p.sets[code[b + SET_SRC]!]!, curPkt.src)) return M_NO
+  if ((f & F_SET_DST) !== 0 && !setHas(p.sets[code[b + SET_DST]!]!, curPkt.dst)) return M_NO
+  if ((f & F_MAC) !== 0) {
+    if (curPkt.srcMac === undefined) return M_FALLBACK
+    if (curPkt.srcMac !== p.macs[code[b + MAC]!]) return M_NO
+  }
+  if ((f & F_GENERIC) !== 0) {
+    const gs = p.generics[code[b + GENERIC]!]!
+    genericCtx.packet = curPkt
+    genericCtx.pass = curPass
+    genericCtx.hook = curHook
+    genericCtx.state = curState
+    for (let i = 0; i < gs.length; i++) {
+      const v = gs[i]!(genericCtx)
+      if (v === UNKNOWN) return M_FALLBACK
+      if (!v) return M_NO
+    }
+  }
+  return M_YES
+}
+
 function run(
   code: Int32Array,
   start: number,
@@ -728,62 +908,63 @@ function run(
   hook: 'PREROUTING' | 'FORWARD',
   state: CtState,
 ): number {
-  const stateBit = STATE_BITS[state]
-  const src0 = pkt.src[0]! | 0
-  const dst0 = pkt.dst[0]! | 0
-  const proto = pkt.proto
-  const sport = pkt.sport
-  const dport = pkt.dport
-  const frag = pkt.fragment === true
+  curPkt = pkt
+  curPass = pass
+  curHook = hook
+  curState = state
+  curStateBit = STATE_BITS[state]
+  curSrc0 = pkt.src[0]! | 0
+  curDst0 = pkt.dst[0]! | 0
+  curProto = pkt.proto
+  // Ports are 0-65535: -1 fails every range test, as an absent port must.
+  curSport = pkt.sport ?? -1
+  curDport = pkt.dport ?? -1
+  curFrag = pkt.fragment === true
   outZone = -1
   outNotrack = false
   let pc = 0
   for (;;) {
     const b = start + pc * STRIDE
-    const f = code[b + FLAGS]!
+    const op = code[b + OP]!
     pc++
-    let m = true
-    if (f !== 0) {
-      if ((f & F_PROTO) !== 0 && proto !== code[b + PROTO]) m = false
-      else if ((f & F_SRC4) !== 0 && (src0 & code[b + SRC_MASK]!) !== code[b + SRC]) m = false
-      else if ((f & F_DST4) !== 0 && (dst0 & code[b + DST_MASK]!) !== code[b + DST]) m = false
-      else if (
-        (f & F_DPORT) !== 0 &&
-        (dport === undefined || dport < code[b + DPORT_LO]! || dport > code[b + DPORT_HI]!)
-      )
-        m = false
-      else if (
-        (f & F_SPORT) !== 0 &&
-        (sport === undefined || sport < code[b + SPORT_LO]! || sport > code[b + SPORT_HI]!)
-      )
-        m = false
-      else if ((f & F_NOFRAG) !== 0 && frag) m = false
-      else if ((f & F_STATES) !== 0 && (code[b + STATES]! & stateBit) === 0) m = false
-      else if ((f & F_SRC6) !== 0 && !inPrefix(pkt.src, p.prefixes[code[b + SRC]!]!)) m = false
-      else if ((f & F_DST6) !== 0 && !inPrefix(pkt.dst, p.prefixes[code[b + DST]!]!)) m = false
-      else if ((f & F_SET_SRC) !== 0 && !setHas(p.sets[code[b + SET_SRC]!]!, pkt.src)) m = false
-      else if ((f & F_SET_DST) !== 0 && !setHas(p.sets[code[b + SET_DST]!]!, pkt.dst)) m = false
-      else if ((f & F_MAC) !== 0) {
-        if (pkt.srcMac === undefined) return R_FALLBACK
-        if (pkt.srcMac !== p.macs[code[b + MAC]!]) m = false
-      }
-      if (m && (f & F_GENERIC) !== 0) {
-        const gs = p.generics[code[b + GENERIC]!]!
-        genericCtx.packet = pkt
-        genericCtx.pass = pass
-        genericCtx.hook = hook
-        genericCtx.state = state
-        for (let i = 0; i < gs.length; i++) {
-          const v = gs[i]!(genericCtx)
-          if (v === UNKNOWN) return R_FALLBACK
-          if (!v) {
-            m = false
+    if (op === OP_RUN) {
+      // A run of rules with one action: any match takes it; the port index names the candidates.
+      const run = p.runs[code[b + ARG]!]!
+      const first = start + run.base * STRIDE
+      const rest = run.ports.rest
+      let hit = false
+      const byPort = curDport >= 0 ? run.ports.byPort.get(curDport) : undefined
+      if (byPort !== undefined)
+        for (let i = 0; i < byPort.length; i++) {
+          const r = matchAt(code, first + byPort[i]! * STRIDE, p)
+          if (r === M_FALLBACK) return R_FALLBACK
+          if (r === M_YES) {
+            hit = true
             break
           }
         }
+      if (!hit)
+        for (let i = 0; i < rest.length; i++) {
+          const r = matchAt(code, first + rest[i]! * STRIDE, p)
+          if (r === M_FALLBACK) return R_FALLBACK
+          if (r === M_YES) {
+            hit = true
+            break
+          }
+        }
+      if (!hit) {
+        pc = run.end
+        continue
       }
+      if (run.op === OP_ACCEPT) return R_ACCEPT
+      if (run.op === OP_DROP) return R_DROP
+      pc = run.arg
+      continue
     }
-    switch (code[b + OP]) {
+    const r = matchAt(code, b, p)
+    if (r === M_FALLBACK) return R_FALLBACK
+    const m = r === M_YES
+    switch (op) {
       case OP_ACCEPT:
         if (m) return R_ACCEPT
         break
@@ -860,7 +1041,7 @@ export function verdictOf(rs: CompiledRuleset, packet: Packet, path: readonly Pa
     const at = progs.filterAt(packet.proto, STATE_BITS[state])
     const f =
       at >= 0
-        ? run(progs.table, at, progs.filter, packet, pass, 'FORWARD', state)
+        ? run(e.arena.data, at, progs.filter, packet, pass, 'FORWARD', state)
         : run(progs.filter.code, 0, progs.filter, packet, pass, 'FORWARD', state)
     if (f === R_FALLBACK) return interpret(rs, packet, path)
     if (f === R_DROP) {
