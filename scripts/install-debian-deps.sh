@@ -5,6 +5,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 PKGS=(
   iptables ipset conntrack iproute2 kmod procps   # the dataplane the agent programs
+  gcc libc6-dev                                    # builds native/sgwall-gai.so (scripts/build-native.sh)
   openvswitch-switch ethtool                       # OVS br-int (userspace datapath)
   iputils-ping netcat-openbsd socat tcpdump python3-scapy  # real packets in lab tests
   postgresql                                       # store tests on PostgreSQL

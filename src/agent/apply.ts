@@ -1,7 +1,7 @@
 /**
  * Executes a plan through a Host, in the order that never opens a hole:
- * ipset additions → iptables (IPv4, IPv6; one --noflush restore each) → ipset
- * removals → conntrack deletions (one batch).
+ * ipset additions → iptables (IPv4 and IPv6 concurrently; one --noflush restore
+ * each) → ipset removals → conntrack deletions (one batch).
  */
 import { AppError } from '../errors.js'
 import type { Host } from '../host/host.js'
@@ -37,8 +37,13 @@ export async function executePlan(host: Host, plan: Plan): Promise<void> {
     )
   }
   if (plan.ipsetPrepare !== '') await host.ipsetRestore(plan.ipsetPrepare)
-  if (plan.restore[4] !== null) await host.iptablesRestore(4, plan.restore[4])
-  if (plan.restore[6] !== null) await host.iptablesRestore(6, plan.restore[6])
+  // The two families are independent tables, each committed atomically: run them side by
+  // side (both start after the ipset additions, the removals wait for both).
+  const restores: Promise<void>[] = []
+  if (plan.restore[4] !== null) restores.push(host.iptablesRestore(4, plan.restore[4]))
+  if (plan.restore[6] !== null) restores.push(host.iptablesRestore(6, plan.restore[6]))
+  const failed = (await Promise.allSettled(restores)).find((r) => r.status === 'rejected')
+  if (failed) throw failed.reason
   if (plan.ipsetFinish !== '') await host.ipsetRestore(plan.ipsetFinish)
   if (plan.conntrack.length) await host.conntrackDelete(plan.conntrack)
 }

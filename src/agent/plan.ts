@@ -617,37 +617,50 @@ function savedChain(c: Chain): SavedChain {
   return s
 }
 
+/** Adds a changed chain pair to the partial documents (a chain equal by content is left out). */
+function addChanged(old: Chain | undefined, c: Chain, d: SavedChain[], a: SavedChain[]): void {
+  // a rebuilt chain made of the same Rule objects (the compiler reuses them) is unchanged
+  if (old && old.rules.length === c.rules.length && old.rules.every((r, i) => r === c.rules[i])) return
+  const sc = savedChain(c)
+  const so = old ? savedChain(old) : undefined
+  if (so && so.rules.length === sc.rules.length && so.rules.every((r, i) => r.body === sc.rules[i]!.body)) return
+  d.push(sc)
+  if (so) a.push(so)
+}
+
 /**
  * The chains of two Rulesets that may differ, as partial save documents: a chain
  * object the compiler reused (same identity) is unchanged and left out of both
- * sides, so the planner never looks at it.
+ * sides, so the planner never looks at it. The compiler keeps its chain order
+ * between compiles, so the chains are walked side by side; name maps are built
+ * only from the first place where the two lists stop lining up.
  */
 function changedChains(prev: Ruleset, next: Ruleset): { desired: SavedDoc; actual: SavedDoc } {
   const desired: SavedTable[] = []
   const actual: SavedTable[] = []
   const names = new Set([...prev.tables.map((t) => t.name), ...next.tables.map((t) => t.name)])
   for (const name of names) {
-    const p = new Map((prev.tables.find((t) => t.name === name)?.chains ?? []).map((c) => [c.name, c]))
-    const n = new Map((next.tables.find((t) => t.name === name)?.chains ?? []).map((c) => [c.name, c]))
+    const pt = prev.tables.find((t) => t.name === name)
+    const nt = next.tables.find((t) => t.name === name)
+    if (pt === nt) continue
+    const pc = pt?.chains ?? []
+    const nc = nt?.chains ?? []
     const d: SavedChain[] = []
     const a: SavedChain[] = []
-    for (const [cn, c] of n) {
-      const old = p.get(cn)
-      if (old === c) continue
-      const sc = savedChain(c)
-      const so = old ? savedChain(old) : undefined
-      if (
-        so &&
-        sameList(
-          so.rules.map((r) => r.body),
-          sc.rules.map((r) => r.body),
-        )
-      )
-        continue
-      d.push(sc)
-      if (so) a.push(so)
+    let i = 0
+    for (const n = Math.min(pc.length, nc.length); i < n && pc[i]!.name === nc[i]!.name; i++) {
+      if (pc[i] !== nc[i]) addChanged(pc[i], nc[i]!, d, a)
     }
-    for (const [cn, c] of p) if (!n.has(cn)) a.push(savedChain(c))
+    if (i < pc.length || i < nc.length) {
+      const p = new Map(pc.slice(i).map((c) => [c.name, c]))
+      const seen = new Set<string>()
+      for (const c of nc.slice(i)) {
+        seen.add(c.name)
+        const old = p.get(c.name)
+        if (old !== c) addChanged(old, c, d, a)
+      }
+      for (const [cn, c] of p) if (!seen.has(cn)) a.push(savedChain(c))
+    }
     if (d.length) desired.push({ name, chains: d })
     if (a.length) actual.push({ name, chains: a })
   }
@@ -668,13 +681,22 @@ export function planChange(prev: CompiledState, next: CompiledState, options: Pl
   const c6 = changedChains(prev.ipv6, next.ipv6)
   const f4 = planFamily(4, c4.desired, c4.actual, o, issues, maxEdit)
   const f6 = planFamily(6, c6.desired, c6.actual, o, issues, maxEdit)
-  const prevSets: SavedSet[] = Object.entries(prev.ipsets).map(([name, members]) => ({
-    name,
-    type: 'hash:net',
-    family: setFamily(name, members),
-    members,
-  }))
-  const sets = planSets(next.ipsets, prevSets, o, options.swapThreshold ?? 64, issues)
+  // Only sets whose member list changed (prev was planned, so validated, when it was written).
+  const nextSets: Record<string, readonly string[]> = {}
+  const prevSets: SavedSet[] = []
+  for (const [name, members] of Object.entries(next.ipsets)) {
+    const before = Object.hasOwn(prev.ipsets, name) ? prev.ipsets[name] : undefined
+    if (before !== undefined && (before === members || sameList(before, members))) continue
+    nextSets[name] = members
+    if (before !== undefined)
+      prevSets.push({ name, type: 'hash:net', family: setFamily(name, before), members: before })
+  }
+  for (const [name, members] of Object.entries(prev.ipsets)) {
+    if (!Object.hasOwn(next.ipsets, name)) {
+      prevSets.push({ name, type: 'hash:net', family: setFamily(name, members), members })
+    }
+  }
+  const sets = planSets(nextSets, prevSets, o, options.swapThreshold ?? 64, issues)
   const conntrack = conntrackDeletions(next.conntrack, issues)
   return {
     restore: { 4: f4.doc, 6: f6.doc },
