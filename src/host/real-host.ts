@@ -164,12 +164,19 @@ export class RealHost implements Host {
   private readonly backend: IptablesBackend
   private readonly ovsDbSocket: string | undefined
   private readonly restoreEnv: NodeJS.ProcessEnv | undefined
+  /**
+   * iptables-nft-restore's cost grows with the square of the chains one document
+   * names, so a big creation goes in documents of 5000 rules. Not for legacy: each
+   * of its commits rewrites the whole table.
+   */
+  readonly restoreSplit: { readonly minRules: number; readonly chunkRules: number } | null
 
   constructor(readonly options: RealHostOptions = {}) {
     if (options.netns !== undefined) checkNetns('netns', options.netns)
     this.prefix = options.netns === undefined ? [] : ['ip', 'netns', 'exec', options.netns]
     this.backend = options.backend ?? 'nft'
     this.ovsDbSocket = options.ovsDbSocket
+    this.restoreSplit = this.backend === 'nft' ? { minRules: 4000, chunkRules: 5000 } : null
     const preload = options.restorePreload === undefined ? defaultRestorePreload() : options.restorePreload
     if (preload !== null) {
       const inherited = process.env.LD_PRELOAD

@@ -48,7 +48,10 @@ describe.skipIf(skip !== null)('iptables-restore LD_PRELOAD shim', () => {
     addNetns(without)
     // a few devices with addresses, so an address dump has something to return
     for (const ns of [withShim, without]) {
-      const batch = Array.from({ length: 20 }, (_, i) => `link add d${i} type bridge\naddr add 10.9.${i}.1/24 dev d${i}`)
+      const batch = Array.from(
+        { length: 20 },
+        (_, i) => `link add d${i} type bridge\naddr add 10.9.${i}.1/24 dev d${i}`,
+      )
       inNs(ns, ['ip', '-batch', '-'], `${batch.join('\n')}\n`)
     }
   })
