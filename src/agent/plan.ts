@@ -219,7 +219,15 @@ interface NewChain {
  * one wave are independent.
  */
 function createWaves(created: readonly NewChain[], chunkRules: number): NewChain[][][] | null {
-  const byKey = new Map(created.map((c) => [`${c.table} ${c.name}`, c]))
+  const byTable = new Map<string, Map<string, NewChain>>()
+  for (const c of created) {
+    let m = byTable.get(c.table)
+    if (!m) {
+      m = new Map()
+      byTable.set(c.table, m)
+    }
+    m.set(c.name, c)
+  }
   const depth = new Map<NewChain, number>()
   const visiting = new Set<NewChain>()
   const depthOf = (c: NewChain): number => {
@@ -228,9 +236,10 @@ function createWaves(created: readonly NewChain[], chunkRules: number): NewChain
     if (visiting.has(c)) throw new Error('loop')
     visiting.add(c)
     let d = 0
+    const names = byTable.get(c.table)!
     for (const b of c.bodies) {
       const t = ruleTarget(b)
-      const target = t === null || t === c.name ? undefined : byKey.get(`${c.table} ${t}`)
+      const target = t === null || t === c.name ? undefined : names.get(t)
       if (target) d = Math.max(d, depthOf(target) + 1)
     }
     visiting.delete(c)
@@ -243,17 +252,19 @@ function createWaves(created: readonly NewChain[], chunkRules: number): NewChain
     return null // a jump loop among new chains: the kernel will refuse it; keep one document
   }
   const waves: NewChain[][][] = []
+  const docRules = new Map<NewChain[], number>()
   for (const c of created) {
     const d = depth.get(c)!
     while (waves.length <= d) waves.push([])
     const wave = waves[d]!
     let doc = wave[wave.length - 1]
-    const rules = doc ? doc.reduce((n, x) => n + x.bodies.length, 0) : 0
+    const rules = doc ? docRules.get(doc)! : 0
     if (!doc || (rules > 0 && rules + c.bodies.length > chunkRules) || doc[0]!.table !== c.table) {
       doc = []
       wave.push(doc)
     }
     doc.push(c)
+    docRules.set(doc, (docRules.get(doc) ?? 0) + c.bodies.length)
   }
   return waves
 }
@@ -281,7 +292,7 @@ function planFamily(
   const tableNames = new Set<string>()
   for (const t of desired.tables) tableNames.add(t.name)
   for (const t of actual.tables) if (hasOwned(t, o)) tableNames.add(t.name)
-  const tables: { name: string; declare: string[]; appends: string[]; rest: string[]; created: NewChain[] }[] = []
+  const tables: { name: string; fills: NewChain[]; rest: string[]; created: NewChain[] }[] = []
   for (const tableName of [...tableNames].sort(byteOrder)) {
     if (!TABLE_NAME.test(tableName)) {
       issues.push({ path, message: `table ${JSON.stringify(tableName)} is not a netfilter table` })
@@ -289,11 +300,10 @@ function planFamily(
     }
     const d = desired.tables.find((t) => t.name === tableName)
     const a = actual.tables.find((t) => t.name === tableName)
-    const declare: string[] = []
+    const fills: NewChain[] = [] // chains declared (flushed or created) and filled, in order
     const created: NewChain[] = []
     const edits: string[] = []
     const builtinOps: string[] = []
-    const appends: string[] = []
     const removals: string[] = []
     // user chains
     const desiredUser = (d?.chains ?? []).filter((c) => !isBuiltinChain(tableName, c.name))
@@ -316,9 +326,9 @@ function planFamily(
         continue
       }
       changes.push({ family, table: tableName, chain: c.name, kind: cur ? 'rewrite' : 'create', before, after })
-      if (!cur) created.push({ table: tableName, name: c.name, bodies: after })
-      declare.push(`:${c.name} - [0:0]`)
-      for (const body of after) appends.push(body === '' ? `-A ${c.name}` : `-A ${c.name} ${body}`)
+      const fill = { table: tableName, name: c.name, bodies: after }
+      fills.push(fill)
+      if (!cur) created.push(fill)
     }
     const desiredNames = new Set(desiredUser.map((c) => c.name))
     const gone = actualUser.filter((c) => !desiredNames.has(c.name))
@@ -362,7 +372,7 @@ function planFamily(
         builtinOps.push(`-I ${name} ${i + 1} ${body}`)
       })
     }
-    tables.push({ name: tableName, declare, appends, rest: [...edits, ...builtinOps, ...removals], created })
+    tables.push({ name: tableName, fills, rest: [...edits, ...builtinOps, ...removals], created })
   }
   const allCreated = tables.flatMap((t) => t.created)
   const createdRules = allCreated.reduce((n, c) => n + c.bodies.length, 0)
@@ -370,11 +380,14 @@ function planFamily(
   const lines: string[] = []
   for (const t of tables) {
     // with waves, the final document leaves out the chains they create
-    const early = new Set(waves ? t.created.map((c) => c.name) : [])
-    const declare = early.size ? t.declare.filter((l) => !early.has(l.slice(1, l.indexOf(' ')))) : t.declare
-    const appends = early.size ? t.appends.filter((l) => !early.has(l.split(' ', 2)[1]!)) : t.appends
-    if (declare.length + appends.length + t.rest.length === 0) continue
-    lines.push(`*${t.name}`, ...declare, ...appends, ...t.rest, 'COMMIT')
+    const early = new Set<NewChain>(waves ? t.created : [])
+    const fills = early.size ? t.fills.filter((c) => !early.has(c)) : t.fills
+    if (fills.length + t.rest.length === 0) continue
+    lines.push(`*${t.name}`)
+    for (const c of fills) lines.push(`:${c.name} - [0:0]`)
+    for (const c of fills) for (const b of c.bodies) lines.push(b === '' ? `-A ${c.name}` : `-A ${c.name} ${b}`)
+    for (const l of t.rest) lines.push(l)
+    lines.push('COMMIT')
   }
   return {
     doc: lines.length === 0 ? null : `${lines.join('\n')}\n`,
