@@ -5,7 +5,9 @@
 # sgwall then runs iptables-restore without the shim (correct, much slower with many devices).
 set -eu
 cd "$(dirname "$0")/.."
-CC=${CC:-cc}
+if [ -z "${CC:-}" ]; then
+  if command -v cc >/dev/null 2>&1; then CC=cc; else CC=gcc; fi
+fi
 if ! command -v "$CC" >/dev/null 2>&1; then
   echo "build-native: no C compiler ($CC); iptables-restore will run without native/build/sgwall-gai.so" >&2
   exit 0
