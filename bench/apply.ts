@@ -9,7 +9,7 @@
  *   BENCH_BACKEND=nft|legacy, BENCH_BRINT=linux|ovs)
  */
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { applyCompiledChange, applyDesired, diffDesired } from '../src/agent/apply.js'
@@ -30,6 +30,14 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)] ?? Number.NaN
 }
 const f = (n: number) => `${n.toFixed(1)} ms`
+
+/** CPU milliseconds used so far by this process and its finished children (/proc/self/stat, 10 ms ticks). */
+function cpuMs(): number {
+  const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ')
+  // after "pid (comm) ": state is field 3, utime..cstime are fields 14..17
+  return [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0) * 10
+}
+const load = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
 
 /** Bench-only reset between full applies: flush filter and raw (no --noflush), destroy all sets. */
 function resetKernel(ns: string): void {
@@ -64,20 +72,25 @@ async function main(): Promise<void> {
 
     // full apply into an empty kernel: compile + render + read + plan + write
     const full: number[] = []
+    const fullCpu: number[] = []
     const fullWrite: number[] = []
     let rules = 0
     for (let i = 0; i < FULL_RUNS; i++) {
       resetKernel(rec.hostNetns)
       t = performance.now()
+      const c0 = cpuMs()
       const compiled = new HostCompiler(BENCH_CONFIG).compile(state)
       const desired = toStateResult(compiled)
       const r = await applyDesired(host, desired)
       full.push(performance.now() - t)
+      fullCpu.push(cpuMs() - c0)
       fullWrite.push(r.timings.write)
       rules = (desired.ipv4.match(/\n-A /g)?.length ?? 0) + (desired.ipv6.match(/\n-A /g)?.length ?? 0)
     }
     console.log(
-      `  full apply (compile+render+read+plan+write)  median ${f(median(full))} (write ${f(median(fullWrite))}); ${rules} rules; target <= 2000 ms`,
+      `  full apply (compile+render+read+plan+write)  median ${f(median(full))} (write ${f(median(fullWrite))}; ` +
+        `CPU incl. children ${f(median(fullCpu))}; runs ${full.map((x) => x.toFixed(0)).join(' ')}); ${rules} rules; ` +
+        `target <= 2000 ms; load ${load()}`,
     )
 
     // one rule added to a group used by `users` ports, and removed again, alternately;
@@ -86,16 +99,21 @@ async function main(): Promise<void> {
     let prev = compiler.compile(state)
     await applyDesired(host, toStateResult(prev))
     const hot: number[] = []
+    const hotCpu: number[] = []
+    const byKind = { add: [] as number[], remove: [] as number[] }
     const parts = { compile: [] as number[], plan: [] as number[], write: [] as number[] }
     let chains = 0
     let lines = 0
     for (let i = 0; i < RUNS; i++) {
       const target = i % 2 === 0 ? changed : state
       t = performance.now()
+      const c0 = cpuMs()
       const next = compiler.compile(target, prev.memory)
       const t1 = performance.now()
       const r = await applyCompiledChange(host, prev, next)
       hot.push(performance.now() - t)
+      hotCpu.push(cpuMs() - c0)
+      byKind[i % 2 === 0 ? 'add' : 'remove'].push(performance.now() - t)
       parts.compile.push(t1 - t)
       parts.plan.push(r.timings.plan)
       parts.write.push(r.timings.write)
@@ -107,7 +125,10 @@ async function main(): Promise<void> {
     console.log(
       `  one rule added to a group of ${users} ports -> kernel holds it   median ${f(median(hot))} ` +
         `(compile ${f(median(parts.compile))}, plan ${f(median(parts.plan))}, write ${f(median(parts.write))}; ` +
-        `${chains} chains edited, ${lines} restore lines); target <= 50 ms; Neutron 21: 36000 ms, ratio ${(36000 / median(hot)).toFixed(0)}x`,
+        `${chains} chains edited, ${lines} restore lines); target <= 50 ms; Neutron 21: 36000 ms, ratio ${(36000 / median(hot)).toFixed(0)}x\n` +
+        `    added: median ${f(median(byKind.add))} (${byKind.add.map((x) => x.toFixed(0)).join(' ')}); ` +
+        `removed: median ${f(median(byKind.remove))} (${byKind.remove.map((x) => x.toFixed(0)).join(' ')}); ` +
+        `CPU incl. children median ${f(median(hotCpu))}; load ${load()}`,
     )
     const check = await diffDesired(host, current)
     console.log(`  kernel equals the desired state after the changes: ${isInSync(check) ? 'yes' : 'NO'}`)

@@ -5,8 +5,10 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 PKGS=(
   iptables ipset conntrack iproute2 kmod procps   # the dataplane the agent programs
+  gcc libc6-dev                                    # builds native/sgwall-gai.so (scripts/build-native.sh)
   openvswitch-switch ethtool                       # OVS br-int (userspace datapath)
   iputils-ping netcat-openbsd socat tcpdump python3-scapy  # real packets in lab tests
+  strace                                           # test/netns/restore-shim counts NETLINK_ROUTE sockets
   postgresql                                       # store tests on PostgreSQL
   python3-openstackclient                          # the unmodified openstack CLI against our API
   tempest neutron-tempest-plugin                   # Tempest security-group API tests against our API

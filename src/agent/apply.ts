@@ -1,7 +1,7 @@
 /**
  * Executes a plan through a Host, in the order that never opens a hole:
- * ipset additions → iptables (IPv4, IPv6; one --noflush restore each) → ipset
- * removals → conntrack deletions (one batch).
+ * ipset additions → iptables (IPv4 and IPv6 concurrently; one --noflush restore
+ * each) → ipset removals → conntrack deletions (one batch).
  */
 import { AppError } from '../errors.js'
 import type { Host } from '../host/host.js'
@@ -27,6 +27,27 @@ export interface ApplyReport {
   readonly timings: { readonly read: number; readonly plan: number; readonly write: number }
 }
 
+/** Waits for every promise; then throws the first failure, if any (no process is left running). */
+async function allOrFirstError(ps: readonly Promise<void>[]): Promise<void> {
+  const failed = (await Promise.allSettled(ps)).find((r) => r.status === 'rejected')
+  if (failed) throw failed.reason
+}
+
+/** One family: the create waves (documents of a wave side by side), then the final document. */
+async function restoreFamily(host: Host, plan: Plan, family: 4 | 6): Promise<void> {
+  for (const wave of plan.createWaves[family]) {
+    await allOrFirstError(wave.map((doc) => host.iptablesRestore(family, doc)))
+  }
+  const doc = plan.restore[family]
+  if (doc !== null) await host.iptablesRestore(family, doc)
+}
+
+function withHostDefaults(host: Host, options: PlanOptions): PlanOptions {
+  const split = host.restoreSplit
+  if (!split || options.splitMinRules !== undefined) return options
+  return { ...options, splitMinRules: split.minRules, splitChunkRules: split.chunkRules }
+}
+
 /** Runs the kernel writes of a plan. Throws InvalidInput when the plan has issues. */
 export async function executePlan(host: Host, plan: Plan): Promise<void> {
   if (plan.issues.length) {
@@ -37,8 +58,9 @@ export async function executePlan(host: Host, plan: Plan): Promise<void> {
     )
   }
   if (plan.ipsetPrepare !== '') await host.ipsetRestore(plan.ipsetPrepare)
-  if (plan.restore[4] !== null) await host.iptablesRestore(4, plan.restore[4])
-  if (plan.restore[6] !== null) await host.iptablesRestore(6, plan.restore[6])
+  // The two families are independent tables, each committed atomically: run them side by
+  // side (both start after the ipset additions, the removals wait for both).
+  await allOrFirstError([restoreFamily(host, plan, 4), restoreFamily(host, plan, 6)])
   if (plan.ipsetFinish !== '') await host.ipsetRestore(plan.ipsetFinish)
   if (plan.conntrack.length) await host.conntrackDelete(plan.conntrack)
 }
@@ -48,7 +70,7 @@ export async function applyDesired(host: Host, desired: DesiredState, options: P
   const t0 = performance.now()
   const actual = await readActual(host)
   const t1 = performance.now()
-  const plan = planApply(desired, actual, options)
+  const plan = planApply(desired, actual, withHostDefaults(host, options))
   const t2 = performance.now()
   await executePlan(host, plan)
   const t3 = performance.now()
@@ -57,7 +79,7 @@ export async function applyDesired(host: Host, desired: DesiredState, options: P
 
 /** The difference between the kernel and `desired` (an in-sync host gives a plan without changes). */
 export async function diffDesired(host: Host, desired: DesiredState, options: PlanOptions = {}): Promise<Plan> {
-  return planApply(desired, await readActual(host), options)
+  return planApply(desired, await readActual(host), withHostDefaults(host, options))
 }
 
 /**
@@ -71,7 +93,7 @@ export async function applyChange(
   options: PlanOptions = {},
 ): Promise<ApplyReport> {
   const t1 = performance.now()
-  const plan = planApply(next, actualFromDesired(previous), options)
+  const plan = planApply(next, actualFromDesired(previous), withHostDefaults(host, options))
   const t2 = performance.now()
   await executePlan(host, plan)
   const t3 = performance.now()
@@ -89,7 +111,7 @@ export async function applyCompiledChange(
   options: PlanOptions = {},
 ): Promise<ApplyReport> {
   const t1 = performance.now()
-  const plan = planChange(prev, next, options)
+  const plan = planChange(prev, next, withHostDefaults(host, options))
   const t2 = performance.now()
   await executePlan(host, plan)
   const t3 = performance.now()

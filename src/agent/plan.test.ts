@@ -154,6 +154,49 @@ describe('plan shape', () => {
     expect(firstX).toBeGreaterThan(lastDelete)
   })
 
+  it('a big creation goes ahead in waves of new chains; jump targets exist at each commit; the final commit makes them live', async () => {
+    const host = new FakeHost()
+    host.loadSave(4, FOREIGN_V4)
+    const actual = { ipv4: await host.iptablesSave(4), ipv6: await host.iptablesSave(6), ipset: '' }
+    const plan = planApply(walk, actual, { splitMinRules: 1, splitChunkRules: 6 })
+    const waves = plan.createWaves[4]
+    expect(waves.length).toBeGreaterThan(1)
+    expect(waves.some((w) => w.length > 1)).toBe(true)
+    const builtinTargets = new Set(['ACCEPT', 'DROP', 'RETURN', 'REJECT', 'LOG', 'CT', 'DOCKER-USER'])
+    const created = new Set<string>() // "table chain"
+    for (const wave of waves) {
+      const inWave = new Set<string>()
+      for (const doc of wave) {
+        const lines = doc.trimEnd().split('\n')
+        const table = lines[0]!.slice(1)
+        expect(['filter', 'raw']).toContain(table)
+        expect(lines.at(-1)).toBe('COMMIT')
+        for (const l of lines.filter((x) => x.startsWith(':'))) {
+          const key = `${table} ${l.slice(1, l.indexOf(' '))}`
+          expect(created.has(key) || inWave.has(key), key).toBe(false)
+          inWave.add(key)
+        }
+        // only new chains, filled by appends; every jump goes to a chain of an earlier wave or a built-in target
+        for (const l of lines.filter((x) => x.startsWith('-'))) {
+          expect(l.startsWith('-A ')).toBe(true)
+          const target = / -[jg] (\S+)/.exec(l)?.[1]
+          if (target !== undefined && target !== l.split(' ')[1]) {
+            expect(builtinTargets.has(target) || created.has(`${table} ${target}`), l).toBe(true)
+          }
+        }
+      }
+      for (const n of inWave) created.add(n)
+    }
+    // the final document declares none of them and holds the jumps from the built-in chains
+    const final = plan.restore[4]!
+    for (const n of created) expect(final).not.toContain(`:${n.split(' ')[1]} `)
+    expect(final).toMatch(/-I FORWARD 1 -j neutron-/)
+    await applyDesired(host, walk, { splitMinRules: 1, splitChunkRules: 6 })
+    await expectHolds(host, walk)
+    // small plans stay one document per family
+    expect(planApply(walk, actual).createWaves).toEqual({ 4: [], 6: [] })
+  })
+
   it('an in-sync kernel gives an empty plan; a foreign edit of our chain is drift', async () => {
     const host = new FakeHost()
     await applyDesired(host, walk)
@@ -271,7 +314,9 @@ describe('property: from any kernel state to any desired state', () => {
             const victim = ours.length ? ours[dropSeed % ours.length]! : null
             if (victim)
               await host.iptablesRestore(4, `*filter\n${victim.replace(/^-A/, '-D')}\nCOMMIT\n`).catch(() => {})
-            await applyDesired(host, target, { maxEdit: maxEdit % 8 })
+            // odd seeds: new chains created ahead in small waves
+            const split = maxEdit % 2 === 1 ? { splitMinRules: 1, splitChunkRules: 1 + (dropSeed % 9) } : {}
+            await applyDesired(host, target, { maxEdit: maxEdit % 8, ...split })
             await expectHolds(host, target)
             expect(renderForeignView(await host.iptablesSave(4))).toBe(foreign)
           }

@@ -105,6 +105,13 @@ export interface PlanIssue {
 export interface Plan {
   /** One `--noflush` restore document per family, null when nothing changes. */
   readonly restore: { readonly 4: string | null; readonly 6: string | null }
+  /**
+   * Per family, `--noflush` documents run before `restore`, wave after wave (the
+   * documents of one wave side by side): they only create chains the kernel does
+   * not hold, which nothing references until `restore` commits. Empty unless the
+   * plan creates many rules (a first apply on a big host).
+   */
+  readonly createWaves: { readonly 4: readonly (readonly string[])[]; readonly 6: readonly (readonly string[])[] }
   /** `ipset restore` document run before the rules: creates, member additions, swaps. */
   readonly ipsetPrepare: string
   /** `ipset restore` document run after the rules: member removals, destroys. */
@@ -122,6 +129,14 @@ export interface PlanOptions {
   readonly swapThreshold?: number
   /** A chain change of at most this many deleted+inserted rules is an edit, not a rewrite (0: always rewrite). */
   readonly maxEdit?: number
+  /** New chains are created ahead in `createWaves` when they hold at least this many rules (default: never). */
+  readonly splitMinRules?: number
+  /** Rules per document of a create wave (default 5000). */
+  readonly splitChunkRules?: number
+}
+
+function splitOptions(options: PlanOptions): { minRules: number; chunkRules: number } {
+  return { minRules: options.splitMinRules ?? Number.POSITIVE_INFINITY, chunkRules: options.splitChunkRules ?? 5000 }
 }
 
 const CHAIN_NAME = /^[A-Za-z0-9_.-]{1,28}$/
@@ -181,7 +196,88 @@ export function editScript(
   return out
 }
 
-/** Plan one family: the restore document and the chain changes. */
+/** A chain the kernel does not hold yet, with its rules: may be created ahead of the final commit. */
+interface NewChain {
+  readonly table: string
+  readonly name: string
+  readonly bodies: readonly string[]
+}
+
+/**
+ * Pre-creation of new chains in separate, smaller restore commits, before the
+ * final one. A new chain is referenced by nothing in the kernel until the final
+ * commit adds the jumps to it (from built-in chains, rewritten or other new
+ * chains), so creating it earlier changes no packet's path: the final commit
+ * still switches from the old policy to the new one at once.
+ *
+ * Why: iptables-nft-restore keeps the chains a document names in a sorted list
+ * that it walks for every rule (its cache request), so one document naming
+ * thousands of chains costs time quadratic in their number; several documents of
+ * a few thousand rules each cost far less, and run side by side on several cores.
+ * Waves: a new chain that jumps to another new chain is created in a later wave
+ * than its target (the kernel checks that a jump target exists); the documents of
+ * one wave are independent.
+ */
+function createWaves(created: readonly NewChain[], chunkRules: number): NewChain[][][] | null {
+  const byTable = new Map<string, Map<string, NewChain>>()
+  for (const c of created) {
+    let m = byTable.get(c.table)
+    if (!m) {
+      m = new Map()
+      byTable.set(c.table, m)
+    }
+    m.set(c.name, c)
+  }
+  const depth = new Map<NewChain, number>()
+  const visiting = new Set<NewChain>()
+  const depthOf = (c: NewChain): number => {
+    const known = depth.get(c)
+    if (known !== undefined) return known
+    if (visiting.has(c)) throw new Error('loop')
+    visiting.add(c)
+    let d = 0
+    const names = byTable.get(c.table)!
+    for (const b of c.bodies) {
+      const t = ruleTarget(b)
+      const target = t === null || t === c.name ? undefined : names.get(t)
+      if (target) d = Math.max(d, depthOf(target) + 1)
+    }
+    visiting.delete(c)
+    depth.set(c, d)
+    return d
+  }
+  try {
+    for (const c of created) depthOf(c)
+  } catch {
+    return null // a jump loop among new chains: the kernel will refuse it; keep one document
+  }
+  const waves: NewChain[][][] = []
+  const docRules = new Map<NewChain[], number>()
+  for (const c of created) {
+    const d = depth.get(c)!
+    while (waves.length <= d) waves.push([])
+    const wave = waves[d]!
+    let doc = wave[wave.length - 1]
+    const rules = doc ? docRules.get(doc)! : 0
+    if (!doc || (rules > 0 && rules + c.bodies.length > chunkRules) || doc[0]!.table !== c.table) {
+      doc = []
+      wave.push(doc)
+    }
+    doc.push(c)
+    docRules.set(doc, (docRules.get(doc) ?? 0) + c.bodies.length)
+  }
+  return waves
+}
+
+function renderCreateDoc(chains: readonly NewChain[]): string {
+  const lines = [`*${chains[0]!.table}`]
+  for (const c of chains) lines.push(`:${c.name} - [0:0]`)
+  for (const c of chains) for (const b of c.bodies) lines.push(b === '' ? `-A ${c.name}` : `-A ${c.name} ${b}`)
+  lines.push('COMMIT')
+  return `${lines.join('\n')}\n`
+}
+
+/** Plan one family: the restore documents and the chain changes. */
 function planFamily(
   family: Family,
   desired: SavedDoc,
@@ -189,13 +285,14 @@ function planFamily(
   o: Ownership,
   issues: PlanIssue[],
   maxEdit: number,
-): { doc: string | null; changes: ChainChange[] } {
+  split: { readonly minRules: number; readonly chunkRules: number },
+): { doc: string | null; waves: string[][]; changes: ChainChange[] } {
   const changes: ChainChange[] = []
   const path = `ipv${family}`
   const tableNames = new Set<string>()
   for (const t of desired.tables) tableNames.add(t.name)
   for (const t of actual.tables) if (hasOwned(t, o)) tableNames.add(t.name)
-  const lines: string[] = []
+  const tables: { name: string; fills: NewChain[]; rest: string[]; created: NewChain[] }[] = []
   for (const tableName of [...tableNames].sort(byteOrder)) {
     if (!TABLE_NAME.test(tableName)) {
       issues.push({ path, message: `table ${JSON.stringify(tableName)} is not a netfilter table` })
@@ -203,10 +300,10 @@ function planFamily(
     }
     const d = desired.tables.find((t) => t.name === tableName)
     const a = actual.tables.find((t) => t.name === tableName)
-    const declare: string[] = []
+    const fills: NewChain[] = [] // chains declared (flushed or created) and filled, in order
+    const created: NewChain[] = []
     const edits: string[] = []
     const builtinOps: string[] = []
-    const appends: string[] = []
     const removals: string[] = []
     // user chains
     const desiredUser = (d?.chains ?? []).filter((c) => !isBuiltinChain(tableName, c.name))
@@ -229,8 +326,9 @@ function planFamily(
         continue
       }
       changes.push({ family, table: tableName, chain: c.name, kind: cur ? 'rewrite' : 'create', before, after })
-      declare.push(`:${c.name} - [0:0]`)
-      for (const body of after) appends.push(body === '' ? `-A ${c.name}` : `-A ${c.name} ${body}`)
+      const fill = { table: tableName, name: c.name, bodies: after }
+      fills.push(fill)
+      if (!cur) created.push(fill)
     }
     const desiredNames = new Set(desiredUser.map((c) => c.name))
     const gone = actualUser.filter((c) => !desiredNames.has(c.name))
@@ -274,10 +372,28 @@ function planFamily(
         builtinOps.push(`-I ${name} ${i + 1} ${body}`)
       })
     }
-    if (declare.length + edits.length + builtinOps.length + appends.length + removals.length === 0) continue
-    lines.push(`*${tableName}`, ...declare, ...appends, ...edits, ...builtinOps, ...removals, 'COMMIT')
+    tables.push({ name: tableName, fills, rest: [...edits, ...builtinOps, ...removals], created })
   }
-  return { doc: lines.length === 0 ? null : `${lines.join('\n')}\n`, changes }
+  const allCreated = tables.flatMap((t) => t.created)
+  const createdRules = allCreated.reduce((n, c) => n + c.bodies.length, 0)
+  const waves = createdRules >= split.minRules ? createWaves(allCreated, split.chunkRules) : null
+  const lines: string[] = []
+  for (const t of tables) {
+    // with waves, the final document leaves out the chains they create
+    const early = new Set<NewChain>(waves ? t.created : [])
+    const fills = early.size ? t.fills.filter((c) => !early.has(c)) : t.fills
+    if (fills.length + t.rest.length === 0) continue
+    lines.push(`*${t.name}`)
+    for (const c of fills) lines.push(`:${c.name} - [0:0]`)
+    for (const c of fills) for (const b of c.bodies) lines.push(b === '' ? `-A ${c.name}` : `-A ${c.name} ${b}`)
+    for (const l of t.rest) lines.push(l)
+    lines.push('COMMIT')
+  }
+  return {
+    doc: lines.length === 0 ? null : `${lines.join('\n')}\n`,
+    waves: (waves ?? []).map((wave) => wave.map(renderCreateDoc)),
+    changes,
+  }
 }
 
 /** Parse a `conntrack -D …` command line of the compiler's output. */
@@ -446,12 +562,14 @@ export function planApply(desired: DesiredState, actual: ActualState, options: P
   const a4 = parseDoc(actual.ipv4, 'actual.ipv4', [])
   const a6 = parseDoc(actual.ipv6, 'actual.ipv6', [])
   const maxEdit = options.maxEdit ?? 4
-  const f4 = planFamily(4, d4, a4, o, issues, maxEdit)
-  const f6 = planFamily(6, d6, a6, o, issues, maxEdit)
+  const split = splitOptions(options)
+  const f4 = planFamily(4, d4, a4, o, issues, maxEdit, split)
+  const f6 = planFamily(6, d6, a6, o, issues, maxEdit, split)
   const sets = planSets(desired.ipsets, parseIpsetSave(actual.ipset).sets, o, options.swapThreshold ?? 64, issues)
   const conntrack = conntrackDeletions(desired.conntrack, issues)
   return {
     restore: { 4: f4.doc, 6: f6.doc },
+    createWaves: { 4: f4.waves, 6: f6.waves },
     ipsetPrepare: sets.prepare.length ? `${sets.prepare.join('\n')}\n` : '',
     ipsetFinish: sets.finish.length ? `${sets.finish.join('\n')}\n` : '',
     conntrack,
@@ -617,37 +735,50 @@ function savedChain(c: Chain): SavedChain {
   return s
 }
 
+/** Adds a changed chain pair to the partial documents (a chain equal by content is left out). */
+function addChanged(old: Chain | undefined, c: Chain, d: SavedChain[], a: SavedChain[]): void {
+  // a rebuilt chain made of the same Rule objects (the compiler reuses them) is unchanged
+  if (old && old.rules.length === c.rules.length && old.rules.every((r, i) => r === c.rules[i])) return
+  const sc = savedChain(c)
+  const so = old ? savedChain(old) : undefined
+  if (so && so.rules.length === sc.rules.length && so.rules.every((r, i) => r.body === sc.rules[i]!.body)) return
+  d.push(sc)
+  if (so) a.push(so)
+}
+
 /**
  * The chains of two Rulesets that may differ, as partial save documents: a chain
  * object the compiler reused (same identity) is unchanged and left out of both
- * sides, so the planner never looks at it.
+ * sides, so the planner never looks at it. The compiler keeps its chain order
+ * between compiles, so the chains are walked side by side; name maps are built
+ * only from the first place where the two lists stop lining up.
  */
 function changedChains(prev: Ruleset, next: Ruleset): { desired: SavedDoc; actual: SavedDoc } {
   const desired: SavedTable[] = []
   const actual: SavedTable[] = []
   const names = new Set([...prev.tables.map((t) => t.name), ...next.tables.map((t) => t.name)])
   for (const name of names) {
-    const p = new Map((prev.tables.find((t) => t.name === name)?.chains ?? []).map((c) => [c.name, c]))
-    const n = new Map((next.tables.find((t) => t.name === name)?.chains ?? []).map((c) => [c.name, c]))
+    const pt = prev.tables.find((t) => t.name === name)
+    const nt = next.tables.find((t) => t.name === name)
+    if (pt === nt) continue
+    const pc = pt?.chains ?? []
+    const nc = nt?.chains ?? []
     const d: SavedChain[] = []
     const a: SavedChain[] = []
-    for (const [cn, c] of n) {
-      const old = p.get(cn)
-      if (old === c) continue
-      const sc = savedChain(c)
-      const so = old ? savedChain(old) : undefined
-      if (
-        so &&
-        sameList(
-          so.rules.map((r) => r.body),
-          sc.rules.map((r) => r.body),
-        )
-      )
-        continue
-      d.push(sc)
-      if (so) a.push(so)
+    let i = 0
+    for (const n = Math.min(pc.length, nc.length); i < n && pc[i]!.name === nc[i]!.name; i++) {
+      if (pc[i] !== nc[i]) addChanged(pc[i], nc[i]!, d, a)
     }
-    for (const [cn, c] of p) if (!n.has(cn)) a.push(savedChain(c))
+    if (i < pc.length || i < nc.length) {
+      const p = new Map(pc.slice(i).map((c) => [c.name, c]))
+      const seen = new Set<string>()
+      for (const c of nc.slice(i)) {
+        seen.add(c.name)
+        const old = p.get(c.name)
+        if (old !== c) addChanged(old, c, d, a)
+      }
+      for (const [cn, c] of p) if (!seen.has(cn)) a.push(savedChain(c))
+    }
     if (d.length) desired.push({ name, chains: d })
     if (a.length) actual.push({ name, chains: a })
   }
@@ -666,18 +797,29 @@ export function planChange(prev: CompiledState, next: CompiledState, options: Pl
   const maxEdit = options.maxEdit ?? 4
   const c4 = changedChains(prev.ipv4, next.ipv4)
   const c6 = changedChains(prev.ipv6, next.ipv6)
-  const f4 = planFamily(4, c4.desired, c4.actual, o, issues, maxEdit)
-  const f6 = planFamily(6, c6.desired, c6.actual, o, issues, maxEdit)
-  const prevSets: SavedSet[] = Object.entries(prev.ipsets).map(([name, members]) => ({
-    name,
-    type: 'hash:net',
-    family: setFamily(name, members),
-    members,
-  }))
-  const sets = planSets(next.ipsets, prevSets, o, options.swapThreshold ?? 64, issues)
+  const split = splitOptions(options)
+  const f4 = planFamily(4, c4.desired, c4.actual, o, issues, maxEdit, split)
+  const f6 = planFamily(6, c6.desired, c6.actual, o, issues, maxEdit, split)
+  // Only sets whose member list changed (prev was planned, so validated, when it was written).
+  const nextSets: Record<string, readonly string[]> = {}
+  const prevSets: SavedSet[] = []
+  for (const [name, members] of Object.entries(next.ipsets)) {
+    const before = Object.hasOwn(prev.ipsets, name) ? prev.ipsets[name] : undefined
+    if (before !== undefined && (before === members || sameList(before, members))) continue
+    nextSets[name] = members
+    if (before !== undefined)
+      prevSets.push({ name, type: 'hash:net', family: setFamily(name, before), members: before })
+  }
+  for (const [name, members] of Object.entries(prev.ipsets)) {
+    if (!Object.hasOwn(next.ipsets, name)) {
+      prevSets.push({ name, type: 'hash:net', family: setFamily(name, members), members })
+    }
+  }
+  const sets = planSets(nextSets, prevSets, o, options.swapThreshold ?? 64, issues)
   const conntrack = conntrackDeletions(next.conntrack, issues)
   return {
     restore: { 4: f4.doc, 6: f6.doc },
+    createWaves: { 4: f4.waves, 6: f6.waves },
     ipsetPrepare: sets.prepare.length ? `${sets.prepare.join('\n')}\n` : '',
     ipsetFinish: sets.finish.length ? `${sets.finish.join('\n')}\n` : '',
     conntrack,

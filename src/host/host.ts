@@ -69,6 +69,11 @@ export interface Host {
   iptablesSave(family: Family, options?: { counters?: boolean }): Promise<string>
   /** `iptables-restore --noflush` (or ip6tables-restore) of one document. */
   iptablesRestore(family: Family, doc: string): Promise<void>
+  /**
+   * Whether a big creation is cheaper as several restore commits (plan `createWaves`):
+   * with the rule counts at which to split, or null (one document per family).
+   */
+  readonly restoreSplit?: { readonly minRules: number; readonly chunkRules: number } | null
   /** `ipset save` of every set. */
   ipsetSave(): Promise<string>
   /** `ipset restore` of a document (create/add/del/swap/destroy lines). */

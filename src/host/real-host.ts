@@ -4,9 +4,11 @@
  * optionally inside a network namespace (`ip netns exec NS …`).
  */
 import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import {
   assertNever,
   type ConntrackDeletion,
@@ -35,6 +37,27 @@ export interface RealHostOptions {
   readonly backend?: IptablesBackend
   /** Path of the ovsdb-server unix socket (a private OVS instance); default: the system's. */
   readonly ovsDbSocket?: string
+  /**
+   * LD_PRELOAD library for iptables-restore (native/sgwall-gai.c: port numbers
+   * parsed without an address dump per port); default: the built shim when it
+   * exists (`defaultRestorePreload`), null: none.
+   */
+  readonly restorePreload?: string | null
+}
+
+/**
+ * The built shim native/build/sgwall-gai.so (scripts/build-native.sh), looked up
+ * from this module upwards (src/host/ under vitest, dist/src/host/ when built);
+ * null when it was not built (no C compiler): restores then run without it.
+ */
+export function defaultRestorePreload(): string | null {
+  let dir = dirname(fileURLToPath(import.meta.url))
+  for (let i = 0; i < 4; i++) {
+    const candidate = join(dir, 'native', 'build', 'sgwall-gai.so')
+    if (existsSync(candidate)) return candidate
+    dir = dirname(dir)
+  }
+  return null
 }
 
 export interface RunResult {
@@ -140,19 +163,32 @@ export class RealHost implements Host {
   private readonly prefix: string[]
   private readonly backend: IptablesBackend
   private readonly ovsDbSocket: string | undefined
+  private readonly restoreEnv: NodeJS.ProcessEnv | undefined
+  /**
+   * iptables-nft-restore's cost grows with the square of the chains one document
+   * names, so a big creation goes in documents of 5000 rules. Not for legacy: each
+   * of its commits rewrites the whole table.
+   */
+  readonly restoreSplit: { readonly minRules: number; readonly chunkRules: number } | null
 
   constructor(readonly options: RealHostOptions = {}) {
     if (options.netns !== undefined) checkNetns('netns', options.netns)
     this.prefix = options.netns === undefined ? [] : ['ip', 'netns', 'exec', options.netns]
     this.backend = options.backend ?? 'nft'
     this.ovsDbSocket = options.ovsDbSocket
+    this.restoreSplit = this.backend === 'nft' ? { minRules: 4000, chunkRules: 5000 } : null
+    const preload = options.restorePreload === undefined ? defaultRestorePreload() : options.restorePreload
+    if (preload !== null) {
+      const inherited = process.env.LD_PRELOAD
+      this.restoreEnv = { ...process.env, LD_PRELOAD: inherited ? `${preload}:${inherited}` : preload }
+    }
     this.description = `${options.netns === undefined ? 'main namespace' : `netns ${options.netns}`}, iptables-${this.backend}`
   }
 
   /** Run a command in the host's namespace; throws HostCommandError on a non-zero exit. */
-  async run(argv: readonly string[], stdin?: string): Promise<string> {
+  async run(argv: readonly string[], stdin?: string, env?: NodeJS.ProcessEnv): Promise<string> {
     const full = [...this.prefix, ...argv]
-    const r = await runProcess(full, stdin)
+    const r = await runProcess(full, stdin, env)
     if (r.code !== 0) {
       const failing = stdin === undefined ? null : lineOf(stdin, failingLineNumber(r.stderr))
       throw new HostCommandError(full, r.code, r.stderr, failing)
@@ -173,7 +209,7 @@ export class RealHost implements Host {
   async iptablesRestore(family: Family, doc: string): Promise<void> {
     const argv = [this.iptablesTool(family, 'restore'), '--noflush']
     if (this.backend === 'legacy') argv.push('-w', '10')
-    await this.run(argv, doc)
+    await this.run(argv, doc, this.restoreEnv)
   }
 
   async ipsetSave(): Promise<string> {

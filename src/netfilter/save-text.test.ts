@@ -50,6 +50,23 @@ describe('save text', () => {
     expect(ruleTarget('-m comment --comment "x -j FAKE" -j neutron-a')).toBe('neutron-a')
     expect(ruleTarget('-p tcp -g neutron-b')).toBe('neutron-b')
     expect(ruleTarget('-p tcp')).toBeNull()
+    // a -j inside the last quoted string is not the target (the tokenizer decides)
+    expect(ruleTarget('-m comment --comment "only -j FAKE"')).toBeNull()
+    expect(ruleTarget('-j LOG --log-prefix "a -j FAKE "')).toBe('LOG')
+    expect(ruleTarget('-m comment --comment "a" -m comment --comment "b -g FAKE" -j neutron-c')).toBe('neutron-c')
+    // the fast path agrees with the tokenizer on every fixture rule
+    for (const name of readdirSync(FIXTURES).filter((n) => !n.includes('.'))) {
+      const exp = JSON.parse(readFileSync(join(FIXTURES, name, 'expected.json'), 'utf8')) as {
+        ipv4: string
+        ipv6: string
+      }
+      for (const line of `${exp.ipv4}${exp.ipv6}`.split('\n').filter((l) => l.startsWith('-A '))) {
+        const body = line.slice(line.indexOf(' ', 3) + 1)
+        const toks = tokenizeLine(body)
+        const i = toks.findIndex((t, k) => (t === '-j' || t === '-g') && k + 1 < toks.length)
+        expect(ruleTarget(body), line).toBe(i < 0 ? null : toks[i + 1])
+      }
+    }
     expect(tokenizeLine('a "b c" "d\\"e"')).toEqual(['a', 'b c', 'd"e'])
   })
 })

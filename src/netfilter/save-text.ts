@@ -99,7 +99,15 @@ const TARGET = /(?:^| )-[jg] ([^ "]+)/
 
 /** The jump or goto target of a rule body (normalized spelling), or null. */
 export function ruleTarget(body: string): string | null {
-  if (!body.includes('"')) return TARGET.exec(body)?.[1] ?? null
+  const lastQuote = body.lastIndexOf('"')
+  if (lastQuote < 0) return TARGET.exec(body)?.[1] ?? null
+  // A quoted comment comes before the target in iptables-save's order: a -j/-g after the
+  // last quote is outside every quoted string, so it is the target.
+  const tail = body.slice(lastQuote + 1)
+  if (tail.includes(' -j ') || tail.includes(' -g ')) {
+    const m = TARGET.exec(tail)
+    if (m) return m[1]!
+  }
   const toks = tokenizeLine(body)
   for (let i = 0; i + 1 < toks.length; i++) {
     if (toks[i] === '-j' || toks[i] === '-g') return toks[i + 1]!

@@ -59,6 +59,23 @@ describe.skipIf(skip !== null).each(['nft', 'legacy'] as IptablesBackend[])(
       expect(renderForeignView(await host.iptablesSave(4))).toBe(foreign)
     })
 
+    it('every fixture state with new chains created ahead in small restore waves', async () => {
+      const split = { splitMinRules: 1, splitChunkRules: 5 }
+      for (const name of cases) {
+        const exp = JSON.parse(readFileSync(join(FIXTURES, name, 'expected.json'), 'utf8')) as Expected
+        for (const [i, state] of [exp, ...(exp.steps ?? [])].entries()) {
+          const where = `${name} state ${i}`
+          const r = await applyDesired(host, state, split)
+          if (i === 0 && state.ipv4.includes(':neutron-'))
+            expect(r.plan.createWaves[4].length, where).toBeGreaterThan(0)
+          expect(renderOwnedView(await host.iptablesSave(4)), where).toBe(state.ipv4)
+          expect(renderOwnedView(await host.iptablesSave(6)), where).toBe(state.ipv6)
+          expect(isInSync(await diffDesired(host, state)), where).toBe(true)
+        }
+        await applyDesired(host, { ipv4: '', ipv6: '', ipsets: {}, conntrack: [] })
+      }
+    })
+
     it('a bulk ipset change is swapped in while a rule references the set', async () => {
       const set = 'NIPv4aaaaaaaa-bbbb-4ccc-8ddd-'
       const v4 = [
