@@ -4,7 +4,7 @@
  * rulesets as trace, without recording steps. Pure.
  */
 import type { Family } from '../netfilter/ir.js'
-import { type Packet, parseAddr, protocolNumberOf, type Verdict } from '../netfilter/trace.js'
+import { type Packet, type Pass, parseAddr, protocolNumberOf, type Verdict } from '../netfilter/trace.js'
 import { verdictOf } from '../netfilter/verdict.js'
 import { hostPath, portAddress } from './path.js'
 import { type HostTracer, TraceInputError } from './trace-host.js'
@@ -33,24 +33,30 @@ export function reachMatrix(tracer: HostTracer, q: { proto: string; family: Fami
   const leave = twoPass ? eps.map((e) => hostPath(host.config, e, outside)[0]!) : []
   const enter = twoPass ? eps.map((e) => hostPath(host.config, outside, e)[0]!) : []
   const verdicts: (Verdict | null)[][] = []
+  const ports4 = proto === 6 || proto === 17 || proto === 132 || proto === 33
+  const icmp = proto === 1 || proto === 58
   for (let i = 0; i < ports.length; i++) {
-    const row: (Verdict | null)[] = []
+    const row: (Verdict | null)[] = new Array(ports.length)
+    // One packet per row, its destination changed per column (no allocation per pair).
+    const packet: { -readonly [K in keyof Packet]: Packet[K] } = {
+      family: q.family,
+      src: addrs[i]!,
+      dst: addrs[i]!,
+      proto,
+      srcMac: ports[i]!.mac_address.toLowerCase(),
+      ...(ports4 ? { sport: 40000, dport: q.dport ?? 0 } : {}),
+      ...(icmp ? { icmpType: q.family === 4 ? 8 : 128, icmpCode: 0 } : {}),
+    }
+    const leaveI = twoPass ? leave[i]! : null
+    const path: Pass[] = twoPass ? [leaveI!, leaveI!] : []
     for (let j = 0; j < ports.length; j++) {
       if (i === j) {
-        row.push(null)
+        row[j] = null
         continue
       }
-      const packet: Packet = {
-        family: q.family,
-        src: addrs[i]!,
-        dst: addrs[j]!,
-        proto,
-        srcMac: ports[i]!.mac_address.toLowerCase(),
-        ...(proto === 6 || proto === 17 || proto === 132 || proto === 33 ? { sport: 40000, dport: q.dport ?? 0 } : {}),
-        ...(proto === 1 || proto === 58 ? { icmpType: q.family === 4 ? 8 : 128, icmpCode: 0 } : {}),
-      }
-      const path = twoPass ? [leave[i]!, enter[j]!] : hostPath(host.config, eps[i]!, eps[j]!, host.brInt ?? 'ovs')
-      row.push(verdictOf(rs, packet, path))
+      packet.dst = addrs[j]!
+      if (twoPass) path[1] = enter[j]!
+      row[j] = verdictOf(rs, packet, twoPass ? path : hostPath(host.config, eps[i]!, eps[j]!, host.brInt ?? 'ovs'))
     }
     verdicts.push(row)
   }
@@ -63,9 +69,14 @@ export function renderReach(m: ReachMatrix): string {
     `IPv${m.family} ${m.proto}${m.dport !== null ? ` dport ${m.dport}` : ''}: row → column (✓ accept, · drop, ? unknown)`,
   ]
   lines.push(`${' '.repeat(9)}${short.join(' ')}`)
+  const cell = { ACCEPT: '✓       ', DROP: '·       ', UNKNOWN: '?       ' } as const
   for (const [i, row] of m.verdicts.entries()) {
-    const cells = row.map((v) => (v === null ? '-' : v === 'ACCEPT' ? '✓' : v === 'DROP' ? '·' : '?').padEnd(8))
-    lines.push(`${short[i]} ${cells.join(' ')}`)
+    const parts: string[] = new Array(row.length)
+    for (let j = 0; j < row.length; j++) {
+      const v = row[j]
+      parts[j] = v === null || v === undefined ? '-       ' : cell[v]
+    }
+    lines.push(`${short[i]} ${parts.join(' ')}`)
   }
   return `${lines.join('\n')}\n`
 }

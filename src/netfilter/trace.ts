@@ -225,7 +225,7 @@ export interface ChainIndex {
 
 const INDEX_MIN_RULES = 16
 
-function buildIndex(rules: readonly Rule[]): ChainIndex | null {
+export function buildIndex(rules: readonly Rule[]): ChainIndex | null {
   if (rules.length < INDEX_MIN_RULES) return null
   const unguarded: number[] = []
   const byIn = new Map<string, number[]>()
@@ -565,8 +565,29 @@ export function compileTarget(rule: Rule, tableChains: ReadonlySet<string>): Tar
   return { kind: 'unknown', reason: `target ${t.name} not simulated` }
 }
 
-/** Compile a ruleset once; `ipsets` may be null when the ruleset uses none (a set match then stops a trace). */
+/**
+ * Compile a ruleset for tracing; `ipsets` may be null when the ruleset uses none (a set match then
+ * stops a trace). The closures are built on the first trace: verdict-only users (`verdictOf`) may
+ * never need them.
+ */
 export function compileRuleset(r: Ruleset, family: Family, ipsets: IpsetMembers | null): CompiledRuleset {
+  let tables: ReadonlyMap<string, ReadonlyMap<string, CompiledChain>> | null = null
+  return {
+    family,
+    source: r,
+    ipsets,
+    get tables() {
+      tables ??= compileTables(r, family, ipsets)
+      return tables
+    },
+  }
+}
+
+function compileTables(
+  r: Ruleset,
+  family: Family,
+  ipsets: IpsetMembers | null,
+): ReadonlyMap<string, ReadonlyMap<string, CompiledChain>> {
   const tables = new Map<string, Map<string, CompiledChain>>()
   const setCache = new Map<string, SetMatcher | string>()
   for (const table of r.tables) {
@@ -630,7 +651,7 @@ export function compileRuleset(r: Ruleset, family: Family, ipsets: IpsetMembers 
     }
     tables.set(table.name, chains)
   }
-  return { family, source: r, ipsets, tables }
+  return tables
 }
 
 // ---- conntrack ----

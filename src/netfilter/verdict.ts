@@ -23,7 +23,8 @@
 
 import type { Option, Rule } from './ir.js'
 import {
-  type CompiledChain,
+  buildIndex,
+  type ChainIndex,
   type CompiledRuleset,
   type Conntrack,
   type CtState,
@@ -108,6 +109,15 @@ const STATE_BITS: Readonly<Record<CtState, number>> = {
   RELATED: 4,
   INVALID: 8,
   UNTRACKED: 16,
+}
+
+/** A chain as the engine walks it. */
+interface EngineChain {
+  readonly name: string
+  readonly policy: string | null
+  readonly rules: readonly Rule[]
+  /** Device index of a long chain; null: not built yet; false: none. */
+  index: ChainIndex | null | false
 }
 
 /** One pass's program: records plus the objects they index. */
@@ -353,18 +363,22 @@ class Overflow extends Error {}
 const DUMMY_PACKET: Packet = { family: 4, src: [0], dst: [0], proto: 0 }
 
 class Engine {
-  private readonly shapes = new Map<string, RuleShape>()
+  /** Per table, per rule object (the compiler shares rule objects between ports). */
+  private readonly shapes = new Map<string, Map<Rule, RuleShape>>()
   private readonly setCache = new Map<string, SetMatcher | null>()
   private readonly optionCache = new Map<string, SetMatcher | string>()
   private readonly byPass = new WeakMap<Pass, PassPrograms>()
   private readonly byKey = new Map<string, PassPrograms>()
-  private readonly irChains = new Map<string, Map<string, readonly Rule[]>>()
+  private readonly chains = new Map<string, Map<string, EngineChain>>()
   private readonly chainNames = new Map<string, ReadonlySet<string>>()
   private inlined = 0
 
   constructor(readonly rs: CompiledRuleset) {
     for (const t of rs.source.tables) {
-      this.irChains.set(t.name, new Map(t.chains.map((c) => [c.name, c.rules])))
+      this.chains.set(
+        t.name,
+        new Map(t.chains.map((c) => [c.name, { name: c.name, policy: c.policy, rules: c.rules, index: null }])),
+      )
       this.chainNames.set(t.name, new Set(t.chains.map((c) => c.name)))
     }
   }
@@ -397,9 +411,13 @@ class Engine {
     return v
   }
 
-  private shape(table: string, rule: Rule, text: string): RuleShape {
-    const key = `${table}\u0000${text}`
-    const hit = this.shapes.get(key)
+  private shape(table: string, rule: Rule): RuleShape {
+    let shapes = this.shapes.get(table)
+    if (!shapes) {
+      shapes = new Map()
+      this.shapes.set(table, shapes)
+    }
+    const hit = shapes.get(rule)
     if (hit) return hit
     const b = new ShapeBuilder(this.rs.family, (n) => this.setMatcher(n))
     const protoOpt = rule.matches.find((m) => m.module === null)?.options.find((o) => o.flag === '-p' && !o.negated)
@@ -429,12 +447,12 @@ class Engine {
       }
     }
     const s = b.build(compileTarget(rule, this.chainNames.get(table)!))
-    this.shapes.set(key, s)
+    shapes.set(rule, s)
     return s
   }
 
   private specialise(table: string, hook: 'PREROUTING' | 'FORWARD', pass: Pass): Program {
-    const chains = this.rs.tables.get(table)
+    const chains = this.chains.get(table)
     const start = chains?.get(hook)
     const out = new ProgramWriter()
     if (!chains || !start) {
@@ -460,8 +478,8 @@ class Engine {
   /** Emit a chain's rules for this pass; RETURN (and the end of a goto'd chain) branch to `ret`. */
   private emitChain(
     table: string,
-    chains: ReadonlyMap<string, CompiledChain>,
-    chain: CompiledChain,
+    chains: ReadonlyMap<string, EngineChain>,
+    chain: EngineChain,
     ctx: EvalContext,
     depth: number,
     nesting: number,
@@ -469,12 +487,14 @@ class Engine {
     out: ProgramWriter,
   ): void {
     if (++this.inlined > MAX_INLINED || nesting > MAX_NESTING) throw new Overflow()
-    const ir = this.irChains.get(table)!.get(chain.name)!
+    const ir = chain.rules
+    // Long chains (Neutron's dispatch and zone chains) get a device index, built on first use.
+    if (chain.index === null && ir.length >= 16) chain.index = buildIndex(ir) ?? false
     const cand = chain.index ? candidates(chain.index, ctx.pass) : null
     const n = cand ? cand.length : ir.length
     for (let k = 0; k < n; k++) {
       const i = cand ? cand[k]! : k
-      const s = this.shape(table, ir[i]!, chain.rules[i]!.text)
+      const s = this.shape(table, ir[i]!)
       if (s.never) continue
       let live = true
       for (const m of s.statics) {

@@ -1,7 +1,7 @@
 /** `sgwall serve`: the Neutron-compatible API server (SQLite by default, PostgreSQL with --db). */
 import { join } from 'node:path'
 import type { Command } from 'commander'
-import { type AuthMode, startServer } from '../../api/server.js'
+import type { AuthMode } from '../../api/server.js'
 import { AppError } from '../../errors.js'
 
 export function register(program: Command): void {
@@ -25,6 +25,8 @@ export function register(program: Command): void {
       if (auth !== 'none' && auth !== 'builtin' && auth !== 'keystone')
         throw new AppError('InvalidInput', `--auth: '${auth}' is not one of none, builtin, keystone`)
       const env = process.env
+      // Loaded on use: the server's dependencies would slow every other command's start.
+      const { startServer } = await import('../../api/server.js')
       const server = await startServer({
         db: (o.db as string | undefined) ?? join(String(o.dataDir), 'sgwall.db'),
         auth,

@@ -7,7 +7,6 @@
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import type { Command } from 'commander'
-import { startServer } from '../../api/server.js'
 import { AppError } from '../../errors.js'
 import { makeAgent } from './agent.js'
 
@@ -25,6 +24,8 @@ export function register(program: Command): void {
       if (!Number.isInteger(port) || port < 0 || port > 65535)
         throw new AppError('InvalidInput', `--port: "${o.port}" is not a TCP port`)
       const password = process.env.SGWALL_ADMIN_PASSWORD
+      // Loaded on use: the server's dependencies would slow every other command's start.
+      const { startServer } = await import('../../api/server.js')
       const server = await startServer({
         db: join(o.dataDir, 'sgwall.db'),
         auth: 'builtin',
