@@ -69,7 +69,11 @@ const MAC = 13 // index into macs
 const SET_SRC = 14 // index into sets
 const SET_DST = 15
 const GENERIC = 16 // index into generics
-const STRIDE = 17
+// On the first record of an indexed run (OP_RUN): the run's own operation, its end, its port index.
+const RUN_OP = 17
+const RUN_END = 18
+const RUN_PORTS = 19
+const STRIDE = 20
 
 const OP_ACCEPT = 1
 const OP_DROP = 2
@@ -86,7 +90,7 @@ const OP_FALLBACK = 7
  * reach something unknown (a MAC match on a packet without MAC), which the interpreter reports.
  */
 const OP_NOP = 8
-/** First record of a run of rules with one action (see `indexRuns`); ARG indexes `Program.runs`. */
+/** First record of a run of rules with one action (see `indexRuns`): RUN_OP/ARG is the run's action. */
 const OP_RUN = 9
 
 const F_SRC4 = 1
@@ -120,15 +124,9 @@ interface EngineChain {
   index: ChainIndex | null | false
 }
 
-/** One pass's program: records plus the objects they index. */
+/** One pass's program (records; the objects they index are the engine's `Refs`). */
 interface Program {
   readonly code: Int32Array
-  readonly prefixes: readonly Prefix[]
-  readonly macs: readonly string[]
-  readonly sets: readonly SetMatcher[]
-  readonly generics: readonly (readonly Matcher[])[]
-  /** Indexed runs of the variants built from this program. */
-  readonly runs: RunIndex[]
   /** Non-zero when the outcome does not depend on the packet: that outcome (R_*), with its zone/notrack. */
   readonly constant: number
   readonly constantZone: number
@@ -136,20 +134,44 @@ interface Program {
 }
 
 /**
- * Consecutive records with the same action (all RETURN to one place, or all ACCEPT): the first
- * that matches takes the action, so any that matches does — the run is a set, and its records can
- * be tried in any order. Indexed by destination port, the records a packet can match are a few.
+ * The objects records index (IPv6 prefixes, MACs, ipsets, closures, port indexes of runs), one
+ * table per engine: evaluating a record never touches a per-pass object.
  */
-interface RunIndex {
-  readonly op: number
-  readonly arg: number
-  /** Program counter of the run's first record, and after its last. */
-  readonly base: number
-  readonly end: number
-  readonly ports: PortIndex
+class Refs {
+  readonly prefixes: Prefix[] = []
+  readonly macs: string[] = []
+  readonly sets: SetMatcher[] = []
+  readonly generics: (readonly Matcher[])[] = []
+  readonly portIndexes: PortIndex[] = []
+  private readonly index = new Map<unknown, number>()
+  private readonly portKeys = new Map<string, number>()
+
+  ref<T>(list: T[], v: T): number {
+    let i = this.index.get(v)
+    if (i === undefined) {
+      i = list.length
+      list.push(v)
+      this.index.set(v, i)
+    }
+    return i
+  }
+
+  portIndex(key: string, build: () => PortIndex): number {
+    let i = this.portKeys.get(key)
+    if (i === undefined) {
+      i = this.portIndexes.length
+      this.portIndexes.push(build())
+      this.portKeys.set(key, i)
+    }
+    return i
+  }
 }
 
 /**
+ * Consecutive records with the same action (all RETURN to one place, or all ACCEPT): the first
+ * that matches takes the action, so any that matches does — the run is a set, and its records can
+ * be tried in any order. Indexed by destination port, the records a packet can match are a few.
+ *
  * Which records of a run (offsets from its first) a destination port can match: records testing
  * exactly that port, then those without a single-port test. Shared by every run with the same
  * records (a group's rules repeat in the chains of all its ports), so it stays in the CPU caches.
@@ -384,6 +406,7 @@ class Engine {
   }
 
   readonly arena = new Arena()
+  readonly refs = new Refs()
 
   programs(pass: Pass): PassPrograms {
     const own = (pass as WithPrograms)[PROGRAMS]
@@ -454,7 +477,7 @@ class Engine {
   private specialise(table: string, hook: 'PREROUTING' | 'FORWARD', pass: Pass): Program {
     const chains = this.chains.get(table)
     const start = chains?.get(hook)
-    const out = new ProgramWriter()
+    const out = new ProgramWriter(this.refs)
     if (!chains || !start) {
       out.emit(OP_ACCEPT, 0, null)
       return out.finish()
@@ -469,7 +492,7 @@ class Engine {
       return out.finish()
     } catch (e) {
       if (!(e instanceof Overflow)) throw e
-      const w = new ProgramWriter()
+      const w = new ProgramWriter(this.refs)
       w.emit(OP_FALLBACK, 0, null)
       return w.finish()
     }
@@ -574,11 +597,7 @@ interface Label {
 class ProgramWriter {
   private code = new Int32Array(STRIDE * 64)
   private n = 0
-  private readonly prefixes: Prefix[] = []
-  private readonly macs: string[] = []
-  private readonly sets: SetMatcher[] = []
-  private readonly generics: (readonly Matcher[])[] = []
-  private readonly index = new Map<unknown, number>()
+  constructor(private readonly refs: Refs) {}
 
   label(): Label {
     return { pc: -1, refs: [] }
@@ -591,15 +610,6 @@ class ProgramWriter {
     const at = this.emit(op, l.pc, s)
     if (l.pc < 0) l.refs.push(at)
   }
-  private ref<T>(list: T[], v: T): number {
-    let i = this.index.get(v)
-    if (i === undefined) {
-      i = list.length
-      list.push(v)
-      this.index.set(v, i)
-    }
-    return i
-  }
   emit(op: number, arg: number, s: RuleShape | null): number {
     if (this.n >= MAX_PROGRAM) throw new Overflow()
     if ((this.n + 1) * STRIDE > this.code.length) {
@@ -610,37 +620,36 @@ class ProgramWriter {
     const b = this.n * STRIDE
     if (s) {
       this.code.set(s.fields, b)
-      if (s.prefixSrc) this.code[b + SRC] = this.ref(this.prefixes, s.prefixSrc)
-      if (s.prefixDst) this.code[b + DST] = this.ref(this.prefixes, s.prefixDst)
-      if (s.mac !== null) this.code[b + MAC] = this.ref(this.macs, s.mac)
-      if (s.setSrc) this.code[b + SET_SRC] = this.ref(this.sets, s.setSrc)
-      if (s.setDst) this.code[b + SET_DST] = this.ref(this.sets, s.setDst)
-      if (s.generic.length > 0) this.code[b + GENERIC] = this.ref(this.generics, s.generic)
+      const r = this.refs
+      if (s.prefixSrc) this.code[b + SRC] = r.ref(r.prefixes, s.prefixSrc)
+      if (s.prefixDst) this.code[b + DST] = r.ref(r.prefixes, s.prefixDst)
+      if (s.mac !== null) this.code[b + MAC] = r.ref(r.macs, s.mac)
+      if (s.setSrc) this.code[b + SET_SRC] = r.ref(r.sets, s.setSrc)
+      if (s.setDst) this.code[b + SET_DST] = r.ref(r.sets, s.setDst)
+      if (s.generic.length > 0) this.code[b + GENERIC] = r.ref(r.generics, s.generic)
     }
     this.code[b + OP] = op
     this.code[b + ARG] = arg
     return this.n++
   }
   finish(): Program {
-    const refs = { prefixes: this.prefixes, macs: this.macs, sets: this.sets, generics: this.generics }
-    return withConstant(this.code.slice(0, this.n * STRIDE), refs)
+    return withConstant(this.code.slice(0, this.n * STRIDE))
   }
 }
 
 const MIN_RUN = 4
 
-const portIndexes = new Map<string, PortIndex>()
-
-function portIndexOf(code: Int32Array, i: number, j: number): PortIndex {
+function portIndexOf(code: Int32Array, i: number, j: number, refs: Refs): number {
   // The index depends only on each record's destination port test.
   const parts: string[] = []
   for (let k = i; k < j; k++) {
     const r = k * STRIDE
     parts.push((code[r + FLAGS]! & F_DPORT) === 0 ? '-' : `${code[r + DPORT_LO]}:${code[r + DPORT_HI]}`)
   }
-  const key = parts.join(',')
-  const hit = portIndexes.get(key)
-  if (hit) return hit
+  return refs.portIndex(parts.join(','), () => buildPortIndex(code, i, j))
+}
+
+function buildPortIndex(code: Int32Array, i: number, j: number): PortIndex {
   const byPort = new Map<number, number[]>()
   const rest: number[] = []
   for (let k = i; k < j; k++) {
@@ -654,13 +663,11 @@ function portIndexOf(code: Int32Array, i: number, j: number): PortIndex {
     if (l) l.push(k - i)
     else byPort.set(lo, [k - i])
   }
-  const index = { byPort, rest }
-  if (portIndexes.size < 100_000) portIndexes.set(key, index)
-  return index
+  return { byPort, rest }
 }
 
 /** Turn runs of same-action records into indexed sets (in place). Branch targets inside a run end it. */
-function indexRuns(code: Int32Array, runs: RunIndex[]): void {
+function indexRuns(code: Int32Array, refs: Refs): void {
   const n = code.length / STRIDE
   const target = new Uint8Array(n + 1)
   for (let k = 0; k < n; k++) {
@@ -689,13 +696,14 @@ function indexRuns(code: Int32Array, runs: RunIndex[]): void {
       continue
     }
     code[b + OP] = OP_RUN
-    code[b + ARG] = runs.length
-    runs.push({ op, arg, base: i, end: j, ports: portIndexOf(code, i, j) })
+    code[b + RUN_OP] = op
+    code[b + RUN_END] = j
+    code[b + RUN_PORTS] = portIndexOf(code, i, j, refs)
     i = j
   }
 }
 
-function withConstant(code: Int32Array, refs: Pick<Program, 'prefixes' | 'macs' | 'sets' | 'generics'>): Program {
+function withConstant(code: Int32Array): Program {
   // Follow the records from the start while they test nothing: if that reaches a verdict, it is the program's.
   let constant = 0
   let zone = -1
@@ -718,11 +726,6 @@ function withConstant(code: Int32Array, refs: Pick<Program, 'prefixes' | 'macs' 
   }
   return {
     code,
-    prefixes: refs.prefixes,
-    macs: refs.macs,
-    sets: refs.sets,
-    generics: refs.generics,
-    runs: [],
     constant,
     constantZone: zone,
     constantNotrack: notrack,
@@ -737,7 +740,7 @@ function withConstant(code: Int32Array, refs: Pick<Program, 'prefixes' | 'macs' 
  * DHCP rules, a NEW one never at the ESTABLISHED rule. A variant whose outcome
  * is decided before any test is a single unconditional record.
  */
-function variantCode(p: Program, proto: number, stateBit: number): Int32Array {
+function variantCode(p: Program, proto: number, stateBit: number, refs: Refs): Int32Array {
   const src = p.code
   const n = src.length / STRIDE
   const newPc = new Int32Array(n + 1)
@@ -774,9 +777,9 @@ function variantCode(p: Program, proto: number, stateBit: number): Int32Array {
     code[b + OP] = ops[k]!
     if (ops[k] === OP_BRANCH_IF_MATCH || ops[k] === OP_BRANCH_IF_NOT) code[b + ARG] = newPc[src[from + ARG]!]!
   }
-  const c = withConstant(code, p).constant
+  const c = withConstant(code).constant
   if (c === 0) {
-    indexRuns(code, p.runs)
+    indexRuns(code, refs)
     return code
   }
   const one = new Int32Array(STRIDE)
@@ -836,7 +839,7 @@ class PassPrograms {
     for (let i = 0; i < count; i++) if (t[h + 1 + 2 * i] === key) return t[h + 2 + 2 * i]!
     // Rare (many protocols or states through one pass): the whole program answers.
     if (count === MAX_VARIANTS) return -1
-    const code = variantCode(this.filter, proto, stateBit)
+    const code = variantCode(this.filter, proto, stateBit, this.engine.refs)
     const at = this.engine.arena.alloc(code.length)
     t = this.engine.arena.data
     t.set(code, at)
@@ -886,7 +889,7 @@ const M_YES = 1
 const M_FALLBACK = 2
 
 /** Does the record at `b` match the current packet? */
-function matchAt(code: Int32Array, b: number, p: Program): number {
+function matchAt(code: Int32Array, b: number, p: Refs): number {
   const f = code[b + FLAGS]!
   if (f === 0) return M_YES
   if ((f & F_PROTO) !== 0 && curProto !== code[b + PROTO]) return M_NO
@@ -922,7 +925,7 @@ function matchAt(code: Int32Array, b: number, p: Program): number {
 function run(
   code: Int32Array,
   start: number,
-  p: Program,
+  p: Refs,
   pkt: Packet,
   pass: Pass,
   hook: 'PREROUTING' | 'FORWARD',
@@ -949,11 +952,11 @@ function run(
     pc++
     if (op === OP_RUN) {
       // A run of rules with one action: any match takes it; the port index names the candidates.
-      const run = p.runs[code[b + ARG]!]!
-      const first = start + run.base * STRIDE
-      const rest = run.ports.rest
+      const ports = p.portIndexes[code[b + RUN_PORTS]!]!
+      const first = b
+      const rest = ports.rest
       let hit = false
-      const byPort = curDport >= 0 ? run.ports.byPort.get(curDport) : undefined
+      const byPort = curDport >= 0 ? ports.byPort.get(curDport) : undefined
       if (byPort !== undefined)
         for (let i = 0; i < byPort.length; i++) {
           const r = matchAt(code, first + byPort[i]! * STRIDE, p)
@@ -973,12 +976,13 @@ function run(
           }
         }
       if (!hit) {
-        pc = run.end
+        pc = code[b + RUN_END]!
         continue
       }
-      if (run.op === OP_ACCEPT) return R_ACCEPT
-      if (run.op === OP_DROP) return R_DROP
-      pc = run.arg
+      const runOp = code[b + RUN_OP]!
+      if (runOp === OP_ACCEPT) return R_ACCEPT
+      if (runOp === OP_DROP) return R_DROP
+      pc = code[b + ARG]!
       continue
     }
     const r = matchAt(code, b, p)
@@ -1051,7 +1055,7 @@ export function verdictOf(rs: CompiledRuleset, packet: Packet, path: readonly Pa
     if (r !== 0) {
       outZone = progs.rawZone
       outNotrack = progs.rawNotrack
-    } else r = run(progs.raw.code, 0, progs.raw, packet, pass, 'PREROUTING', 'NEW')
+    } else r = run(progs.raw.code, 0, e.refs, packet, pass, 'PREROUTING', 'NEW')
     if (r === R_FALLBACK) return interpret(rs, packet, path)
     if (r === R_DROP) {
       verdictStats.programs++
@@ -1061,8 +1065,8 @@ export function verdictOf(rs: CompiledRuleset, packet: Packet, path: readonly Pa
     const at = progs.filterAt(packet.proto, STATE_BITS[state])
     const f =
       at >= 0
-        ? run(e.arena.data, at, progs.filter, packet, pass, 'FORWARD', state)
-        : run(progs.filter.code, 0, progs.filter, packet, pass, 'FORWARD', state)
+        ? run(e.arena.data, at, e.refs, packet, pass, 'FORWARD', state)
+        : run(progs.filter.code, 0, e.refs, packet, pass, 'FORWARD', state)
     if (f === R_FALLBACK) return interpret(rs, packet, path)
     if (f === R_DROP) {
       verdictStats.programs++
