@@ -922,6 +922,15 @@ function matchAt(code: Int32Array, b: number, p: Refs): number {
   return M_YES
 }
 
+/** Whether any of the records at these offsets from `first` matches. */
+function anyMatch(code: Int32Array, first: number, offsets: readonly number[], p: Refs): number {
+  for (let i = 0; i < offsets.length; i++) {
+    const r = matchAt(code, first + offsets[i]! * STRIDE, p)
+    if (r !== M_NO) return r
+  }
+  return M_NO
+}
+
 function run(
   code: Int32Array,
   start: number,
@@ -953,28 +962,11 @@ function run(
     if (op === OP_RUN) {
       // A run of rules with one action: any match takes it; the port index names the candidates.
       const ports = p.portIndexes[code[b + RUN_PORTS]!]!
-      const first = b
-      const rest = ports.rest
-      let hit = false
       const byPort = curDport >= 0 ? ports.byPort.get(curDport) : undefined
-      if (byPort !== undefined)
-        for (let i = 0; i < byPort.length; i++) {
-          const r = matchAt(code, first + byPort[i]! * STRIDE, p)
-          if (r === M_FALLBACK) return R_FALLBACK
-          if (r === M_YES) {
-            hit = true
-            break
-          }
-        }
-      if (!hit)
-        for (let i = 0; i < rest.length; i++) {
-          const r = matchAt(code, first + rest[i]! * STRIDE, p)
-          if (r === M_FALLBACK) return R_FALLBACK
-          if (r === M_YES) {
-            hit = true
-            break
-          }
-        }
+      let r = byPort !== undefined ? anyMatch(code, b, byPort, p) : M_NO
+      if (r === M_NO) r = anyMatch(code, b, ports.rest, p)
+      if (r === M_FALLBACK) return R_FALLBACK
+      const hit = r === M_YES
       if (!hit) {
         pc = code[b + RUN_END]!
         continue
