@@ -145,6 +145,7 @@ for (let r = 0; r < Math.min(RUNS, 3); r++) {
   pairs = m.ports.length * (m.ports.length - 1)
 }
 
+console.log(`  (verdict runs: ${rates.map((r) => Math.round(r / 1000)).join(', ')} thousand/s)`)
 const v = median(rates)
 console.log(
   `bench/trace: ${PORTS} ports, ${compiled.ipv4.tables.reduce((n, tb) => n + tb.chains.reduce((k, c) => k + c.rules.length, 0), 0)} IPv4 rules`,
