@@ -38,7 +38,11 @@ export interface Store {
   readonly db: Kysely<Database>
   readonly dialect: DialectName
   write<T>(fn: (w: WriteContext) => Promise<T>): Promise<T>
-  /** Current committed revision. */
+  /**
+   * Current committed revision, read after the call (never a value cached from before it).
+   * SQLite: one prepared statement when no transaction is open; PostgreSQL: concurrent callers
+   * share one query that started after they called.
+   */
   revision(): Promise<number>
   /** Called after every committed write (same process). */
   onCommit(listener: (revision: number) => void): () => void
@@ -64,6 +68,7 @@ export function isoSeconds(d: Date): string {
 export async function openStore(url: string, options: StoreOptions = {}): Promise<Store> {
   let db: Kysely<Database>
   let dialect: DialectName
+  let sqliteHandle: SqliteDatabase.Database | null = null
   if (/^postgres(ql)?:\/\//.test(url)) {
     dialect = 'postgres'
     // int8 (count(*), sums) as numbers: our counts stay far below 2^53.
@@ -82,7 +87,8 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     sqlite.pragma('journal_mode = WAL')
     sqlite.pragma('synchronous = NORMAL')
     sqlite.pragma('busy_timeout = 5000')
-    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) })
+    sqliteHandle = sqlite
+    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: cachingPrepare(sqlite) }) })
   }
   const migrator = new Migrator({ db, provider: migrationProvider })
   const { error } = await migrator.migrateToLatest()
@@ -94,6 +100,18 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
   const pruneEvery = options.pruneEvery ?? 1000
   const clock = options.clock ?? (() => new Date())
   const listeners = new Set<(revision: number) => void>()
+  const readRevision = async () => {
+    const row = await db.selectFrom('sgwall_meta').select('revision').where('id', '=', 1).executeTakeFirstOrThrow()
+    return Number(row.revision)
+  }
+  let revisionNow: () => Promise<number>
+  if (sqliteHandle) {
+    const sqlite = sqliteHandle
+    const stmt = sqlite.prepare('select revision from sgwall_meta where id = 1').pluck()
+    // Outside a transaction the one connection sees exactly the committed state; inside one
+    // (a write in progress on this connection) read through Kysely, which waits for it to end.
+    revisionNow = () => (sqlite.inTransaction ? readRevision() : Promise.resolve(Number(stmt.get())))
+  } else revisionNow = coalesced(readRevision)
 
   const store: Store = {
     db,
@@ -157,10 +175,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
       for (const l of listeners) l(revision)
       return result
     },
-    async revision() {
-      const row = await db.selectFrom('sgwall_meta').select('revision').where('id', '=', 1).executeTakeFirstOrThrow()
-      return Number(row.revision)
-    },
+    revision: revisionNow,
     onCommit(listener) {
       listeners.add(listener)
       return () => listeners.delete(listener)
@@ -170,4 +185,61 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     },
   }
   return store
+}
+
+/**
+ * Concurrent callers of `read` share one call that started after they called: while a read
+ * is running, later callers wait for the next one (started when it ends), never for the
+ * running one, whose answer may predate them.
+ */
+export function coalesced<T>(read: () => Promise<T>): () => Promise<T> {
+  let running: Promise<T> | null = null
+  let next: Promise<T> | null = null
+  const start = (): Promise<T> => {
+    const p = read().finally(() => {
+      if (running === p) running = null
+    })
+    running = p
+    return p
+  }
+  return () => {
+    if (!running) return start()
+    if (!next) {
+      const after = running.then(
+        () => undefined,
+        () => undefined,
+      )
+      next = after.then(() => {
+        next = null
+        return start()
+      })
+    }
+    return next
+  }
+}
+
+/**
+ * better-sqlite3 behind Kysely with prepared statements reused by SQL text (Kysely prepares
+ * every query anew, which costs more than running most of ours). A statement still being
+ * iterated is not shared.
+ */
+function cachingPrepare(sqlite: SqliteDatabase.Database): SqliteDatabase.Database {
+  const cache = new Map<string, SqliteDatabase.Statement>()
+  const prepare = (sql: string) => {
+    const hit = cache.get(sql)
+    if (hit && !hit.busy) return hit
+    const stmt = sqlite.prepare(sql)
+    if (!hit) {
+      if (cache.size >= 1000) cache.clear()
+      cache.set(sql, stmt)
+    }
+    return stmt
+  }
+  return new Proxy(sqlite, {
+    get(target, prop) {
+      if (prop === 'prepare') return prepare
+      const v = Reflect.get(target, prop, target)
+      return typeof v === 'function' ? v.bind(target) : v
+    },
+  })
 }
