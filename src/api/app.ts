@@ -11,7 +11,7 @@ import { checkIfMatch, loadTags, QUOTA_DEFAULTS, type TagResource } from './comm
 import type { RequestContext } from './context.js'
 import { validateString } from './convert.js'
 import { extensions } from './extensions.js'
-import { type CachedRule, GroupCache, type GroupView, toJson } from './group-cache.js'
+import { type CachedGroup, type CachedRule, GroupCache, type GroupView, toJson } from './group-cache.js'
 import { applyList, type CollectionSpec, parseListOptions, type Query, selectFields, type Wire } from './listing.js'
 import { type Metrics, newMetrics } from './metrics.js'
 import {
@@ -105,6 +105,20 @@ declare module 'fastify' {
 }
 
 const JSON_TYPE = 'application/json; charset=utf-8'
+/** List bodies at least this long are sent gzip-encoded when the client accepts it. */
+const GZIP_MIN = 64 * 1024
+
+/** Accept-Encoding allows gzip (`gzip` or `*` with a non-zero q). */
+export function acceptsGzip(header: string | string[] | undefined): boolean {
+  if (header === undefined) return false
+  for (const part of (Array.isArray(header) ? header.join(',') : header).split(',')) {
+    const [name = '', ...params] = part.split(';').map((x) => x.trim().toLowerCase())
+    if (name !== 'gzip' && name !== '*') continue
+    const q = params.find((p) => p.startsWith('q='))
+    if (q === undefined || Number(q.slice(2)) > 0) return true
+  }
+  return false
+}
 
 const NOT_FOUND = { type: 'HTTPNotFound', message: 'The resource could not be found.' } as const
 
@@ -226,8 +240,10 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     readonly resource: string
     readonly spec: CollectionSpec
     list(req: FastifyRequest, ctx: RequestContext): Promise<Wire[]>
-    /** Optional fast path: the whole response body (no filters, fields, sort or paging). */
-    listJson?(req: FastifyRequest, ctx: RequestContext): Promise<Buffer>
+    /** Optional fast path: the whole response body (no filters, fields, sort or paging), maybe gzip-encoded. */
+    listJson?(req: FastifyRequest, ctx: RequestContext, gzip: boolean): Promise<{ body: Buffer; gzip: boolean }>
+    /** Optional fast path: the response body of `GET {path}/{id}` without `fields`. */
+    showBody?(ctx: RequestContext, id: string): Promise<Buffer>
     show(ctx: RequestContext, id: string): Promise<Wire>
     create(ctx: RequestContext, items: Body[], bulk: boolean): Promise<Wire[]>
     update?(ctx: RequestContext, id: string, item: Body, ifMatch: string | string[] | undefined): Promise<Wire>
@@ -240,7 +256,12 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     app.get(`/v2.0/${c.path}`, async (req, reply) => {
       const ctx = ctxOf(req)
       const opts = parseListOptions(q(req), c.spec)
-      if (c.listJson && Object.keys(q(req)).length === 0) return reply.type(JSON_TYPE).send(await c.listJson(req, ctx))
+      if (c.listJson && Object.keys(q(req)).length === 0) {
+        const out = await c.listJson(req, ctx, acceptsGzip(req.headers['accept-encoding']))
+        reply.header('Vary', 'Accept-Encoding')
+        if (out.gzip) reply.header('Content-Encoding', 'gzip')
+        return reply.type(JSON_TYPE).send(out.body)
+      }
       const objects = await c.list(req, ctx)
       const out = applyList(objects, opts, `${baseUrl(req)}/v2.0/${c.path}`, q(req))
       // Same text as JSON.stringify({[coll]: items, [coll_links]: links}), with the read view's memoized item texts.
@@ -256,6 +277,8 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       return bulk ? { [coll]: created } : { [c.resource]: created[0] }
     })
     app.get<{ Params: { id: string } }>(`/v2.0/${c.path}/:id`, async (req, reply) => {
+      if (c.showBody && q(req).fields === undefined)
+        return reply.type(JSON_TYPE).send(await c.showBody(ctxOf(req), req.params.id))
       const obj = await c.show(ctxOf(req), req.params.id)
       return reply.type(JSON_TYPE).send(`{${JSON.stringify(c.resource)}:${toJson(selectFields(obj, fieldsOf(req)))}}`)
     })
@@ -295,6 +318,15 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     }
     return out
   }
+  /** The group if ctx may see it, and whether it is shared with ctx (not owned). */
+  const visibleGroup = (view: GroupView, ctx: RequestContext, id: string): [CachedGroup, boolean] => {
+    const g = view.groups.get(id)
+    if (!g) throw sgNotFound(id)
+    if (g.projectId === ctx.projectId) return [g, false]
+    if (view.isSharedWith(id, ctx.projectId)) return [g, true]
+    if (ctx.isAdmin) return [g, false]
+    throw sgNotFound(id)
+  }
   const ruleVisible = (r: CachedRule, ctx: RequestContext) =>
     ctx.isAdmin || r.row.project_id === ctx.projectId || r.group.projectId === ctx.projectId
   /** The current read view, after making sure the listed projects have their default group. */
@@ -318,21 +350,23 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     async list(req, ctx) {
       return visibleGroups(await ensureForList(req, ctx), ctx)
     },
-    async listJson(req, ctx) {
+    async listJson(req, ctx, gzip) {
       const view = await ensureForList(req, ctx)
-      return view.body(
-        `${ctx.isAdmin ? 'admin' : 'member'}:${ctx.projectId}`,
-        () => `{"security_groups":[${visibleGroups(view, ctx).map(toJson).join(',')}]}`,
-      )
+      const key = `${ctx.isAdmin ? 'admin' : 'member'}:${ctx.projectId}`
+      const make = () => `{"security_groups":[${visibleGroups(view, ctx).map(toJson).join(',')}]}`
+      const body = view.body(key, make)
+      // Large lists go compressed to clients that accept it (openstacksdk and the CLI do): ~54 MB of JSON
+      // for 5000 groups of 20 rules is mostly repeated keys.
+      if (gzip && body.length >= GZIP_MIN) return { body: await view.gzipBody(key, make), gzip: true }
+      return { body, gzip: false }
     },
     async show(ctx, id) {
-      const view = await groupCache.fresh()
-      const g = view.groups.get(id)
-      if (!g) throw sgNotFound(id)
-      if (g.projectId === ctx.projectId) return g.wire
-      if (view.isSharedWith(id, ctx.projectId)) return g.sharedWire
-      if (ctx.isAdmin) return g.wire
-      throw sgNotFound(id)
+      const [g, shared] = visibleGroup(await groupCache.fresh(), ctx, id)
+      return shared ? g.sharedWire : g.wire
+    },
+    async showBody(ctx, id) {
+      const [g, shared] = visibleGroup(await groupCache.fresh(), ctx, id)
+      return g.showBody(shared)
     },
     create: (ctx, items) => createGroups(store, ctx, items),
     update: (ctx, id, item, im) => updateGroup(store, ctx, id, item, im),

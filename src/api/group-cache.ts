@@ -15,6 +15,7 @@
  * The view object itself is updated in place (synchronously, between awaits): callers use it
  * without awaiting in between.
  */
+import { gzip } from 'node:zlib'
 import type { Store } from '../store/index.js'
 import type { SecurityGroupRuleTable, SecurityGroupTable } from '../store/schema.js'
 import { loadTags } from './common.js'
@@ -59,6 +60,7 @@ export class CachedGroup {
   readonly wire: Wire
   readonly rules: CachedRule[] = []
   private sharedForm: Wire | null = null
+  private showBodies: [Buffer | null, Buffer | null] = [null, null]
   constructor(row: SecurityGroupTable, rules: readonly SecurityGroupRuleTable[], tags: readonly string[]) {
     this.id = row.id
     this.projectId = row.project_id
@@ -70,6 +72,16 @@ export class CachedGroup {
   }
   get json(): string {
     return toJson(this.wire)
+  }
+  /** `GET /security-groups/{id}` response body (with `shared` as given), encoded once. */
+  showBody(shared: boolean): Buffer {
+    const k = shared ? 1 : 0
+    let b = this.showBodies[k]
+    if (b === null) {
+      b = Buffer.from(`{"security_group":${toJson(shared ? this.sharedWire : this.wire)}}`)
+      this.showBodies[k] = b
+    }
+    return b
   }
   /** Wire form with `shared: true` (a project it is shared with, not the owner). */
   get sharedWire(): Wire {
@@ -92,6 +104,7 @@ export class GroupView {
   private ordered: CachedGroup[] | null = null
   private allRules: CachedRule[] | null = null
   private readonly bodies = new Map<string, Buffer>()
+  private readonly gzipped = new Map<string, Promise<Buffer>>()
 
   constructor(revision: number) {
     this.revision = revision
@@ -131,6 +144,21 @@ export class GroupView {
     return b
   }
 
+  /** `body(key, make)` gzip-compressed (fast level, off the event loop), once per revision. */
+  gzipBody(key: string, make: () => string): Promise<Buffer> {
+    let p = this.gzipped.get(key)
+    if (!p) {
+      if (this.gzipped.size >= 8) this.gzipped.clear()
+      const raw = this.body(key, make)
+      p = new Promise<Buffer>((resolve, reject) =>
+        gzip(raw, { level: 1 }, (err, out) => (err ? reject(err) : resolve(out))),
+      )
+      this.gzipped.set(key, p)
+      p.catch(() => this.gzipped.delete(key))
+    }
+    return p
+  }
+
   removeGroup(id: string): void {
     const old = this.groups.get(id)
     if (!old) return
@@ -156,6 +184,7 @@ export class GroupView {
     this.ordered = null
     this.allRules = null
     this.bodies.clear()
+    this.gzipped.clear()
   }
 }
 

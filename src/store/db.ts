@@ -8,7 +8,7 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import SqliteDatabase from 'better-sqlite3'
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, type Transaction } from 'kysely'
+import { Kysely, Migrator, type OperationNode, PostgresDialect, SqliteDialect, type Transaction } from 'kysely'
 import pg from 'pg'
 import { migrationProvider } from './migrations.js'
 import type { ChangeTable, Database } from './schema.js'
@@ -32,6 +32,19 @@ export interface WriteContext {
   log(change: ChangeInput): Promise<void>
   /** Reserves `count` consecutive standard attribute ids; returns the first. */
   nextStandardAttrId(count?: number): Promise<number>
+  /**
+   * Runs an insert, update or delete before commit: at once on SQLite; on PostgreSQL in the
+   * statement that appends the change-log rows (data-modifying CTEs, one round trip for all).
+   * Nothing later in the transaction may depend on its effect, and two deferred statements
+   * must not touch the same row.
+   */
+  defer(query: DeferrableQuery): Promise<void>
+}
+
+/** A Kysely insert/update/delete builder of the transaction (`w.tx`). */
+export interface DeferrableQuery {
+  toOperationNode(): OperationNode
+  execute(): Promise<unknown>
 }
 
 export interface Store {
@@ -118,12 +131,17 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     dialect,
     async write<T>(fn: (w: WriteContext) => Promise<T>): Promise<T> {
       const { result, revision } = await db.transaction().execute(async (tx) => {
+        // This row lock serialises writers; the standard attribute id counter is read with it and
+        // written back once at the end when ids were reserved.
         const meta = await tx
           .updateTable('sgwall_meta')
           .set((eb) => ({ revision: eb('revision', '+', 1) }))
           .where('id', '=', 1)
-          .returning(['revision'])
+          .returning(['revision', 'standard_attr_id'])
           .executeTakeFirstOrThrow()
+        const stdBase = Number(meta.standard_attr_id)
+        let stdReserved = 0
+        const deferred: DeferrableQuery[] = []
         const rev = Number(meta.revision)
         const now = isoSeconds(clock())
         let seq = 0
@@ -147,21 +165,44 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
             })
           },
           async nextStandardAttrId(count = 1) {
-            const row = await tx
-              .updateTable('sgwall_meta')
-              .set((eb) => ({ standard_attr_id: eb('standard_attr_id', '+', count) }))
-              .where('id', '=', 1)
-              .returning(['standard_attr_id'])
-              .executeTakeFirstOrThrow()
-            return Number(row.standard_attr_id) - count + 1
+            const first = stdBase + stdReserved + 1
+            stdReserved += count
+            return first
+          },
+          async defer(query) {
+            if (dialect === 'postgres') deferred.push(query)
+            else await query.execute()
           },
         }
         const result = await fn(ctx)
-        for (let k = 0; k < pendingChanges.length; k += 500)
-          await tx
-            .insertInto('changes')
-            .values(pendingChanges.slice(k, k + 500))
-            .execute()
+        const tail: DeferrableQuery[] = [...deferred]
+        if (stdReserved > 0)
+          tail.push(
+            tx
+              .updateTable('sgwall_meta')
+              .set({ standard_attr_id: stdBase + stdReserved })
+              .where('id', '=', 1),
+          )
+        if (pendingChanges.length === 0) for (const q of tail) await q.execute()
+        for (let k = 0; k < pendingChanges.length; k += 500) {
+          const insert = tx.insertInto('changes').values(pendingChanges.slice(k, k + 500))
+          if (k > 0 || tail.length === 0) await insert.execute()
+          else if (dialect === 'sqlite') {
+            for (const q of tail) await q.execute()
+            await insert.execute()
+          } else {
+            // PostgreSQL: one statement, `WITH d0 AS (…), d1 AS (…) INSERT INTO changes …`.
+            // Kysely only reads each builder's operation node, so the chain is typed loosely.
+            let chain = tx as unknown as CteChain
+            tail.forEach((q, n) => {
+              chain = chain.with(`d${n}`, () => q)
+            })
+            await chain
+              .insertInto('changes')
+              .values(pendingChanges.slice(k, k + 500))
+              .execute()
+          }
+        }
         if (rev % pruneEvery === 0) {
           // Prune the change log every `pruneEvery` revisions, keeping the last `limit` revisions.
           const cut = rev - limit
@@ -185,6 +226,11 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     },
   }
   return store
+}
+
+interface CteChain {
+  with(name: string, body: () => DeferrableQuery): CteChain
+  insertInto(table: 'changes'): { values(rows: ChangeTable[]): { execute(): Promise<unknown> } }
 }
 
 /**

@@ -189,7 +189,23 @@ const m0002: Migration = {
   },
 }
 
-export const migrations: Record<string, Migration> = { '0001_initial': m0001, '0002_lookup_indexes': m0002 }
+const m0003: Migration = {
+  async up(db: AnyDb) {
+    // Duplicate-rule check on every rule create: candidates with the same group, direction,
+    // ethertype and port range, without reading every rule of a large group.
+    await db.schema
+      .createIndex('sg_rules_dup')
+      .on('security_group_rules')
+      .columns(['security_group_id', 'direction', 'ethertype', 'port_range_min', 'port_range_max'])
+      .execute()
+  },
+}
+
+export const migrations: Record<string, Migration> = {
+  '0001_initial': m0001,
+  '0002_lookup_indexes': m0002,
+  '0003_rule_duplicate_index': m0003,
+}
 
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
