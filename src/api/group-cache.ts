@@ -137,7 +137,7 @@ export class GroupView {
   body(key: string, make: () => string): Buffer {
     let b = this.bodies.get(key)
     if (!b) {
-      if (this.bodies.size >= 8) this.bodies.clear()
+      if (this.bodies.size >= 16) this.bodies.clear()
       b = Buffer.from(make())
       this.bodies.set(key, b)
     }

@@ -156,6 +156,16 @@ for (const d of storeDialects()) {
       expect(zipped.rawPayload.length).toBeLessThan(plain.rawPayload.length / 5)
       expect(gunzipSync(zipped.rawPayload).toString()).toBe(plain.body)
       expect(JSON.parse(plain.body).security_groups).toHaveLength(81)
+      // A fields-only list (cached body) is the full list with only those fields, in order.
+      const some = await reader.as('p3').req('GET', '/v2.0/security-groups?fields=name&fields=id&fields=shared')
+      expect(some.json).toEqual({
+        security_groups: JSON.parse(plain.body).security_groups.map((g: Record<string, unknown>) => ({
+          name: g.name,
+          id: g.id,
+          shared: g.shared,
+        })),
+      })
+      expect(Object.keys(some.json.security_groups[0])).toEqual(['name', 'id', 'shared'])
     })
   })
 }
