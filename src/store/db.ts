@@ -8,7 +8,17 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import SqliteDatabase from 'better-sqlite3'
-import { Kysely, Migrator, type OperationNode, PostgresDialect, SqliteDialect, type Transaction } from 'kysely'
+import {
+  Kysely,
+  Migrator,
+  type OperationNode,
+  PostgresDialect,
+  type PostgresPool,
+  type PostgresPoolClient,
+  SqliteDialect,
+  sql,
+  type Transaction,
+} from 'kysely'
 import pg from 'pg'
 import { migrationProvider } from './migrations.js'
 import type { ChangeTable, Database } from './schema.js'
@@ -91,7 +101,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     // database) emits 'error' on the pool; unhandled, it would crash the process. The pool
     // already discards that client; the next query opens a new connection.
     pool.on('error', (err) => options.onPoolError?.(err))
-    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
+    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: foldingBegin(pool) }) })
   } else {
     dialect = 'sqlite'
     const path = url.startsWith('sqlite:') ? url.slice('sqlite:'.length) : url
@@ -133,12 +143,13 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
       const { result, revision } = await db.transaction().execute(async (tx) => {
         // This row lock serialises writers; the standard attribute id counter is read with it and
         // written back once at the end when ids were reserved.
-        const meta = await tx
-          .updateTable('sgwall_meta')
-          .set((eb) => ({ revision: eb('revision', '+', 1) }))
-          .where('id', '=', 1)
-          .returning(['revision', 'standard_attr_id'])
-          .executeTakeFirstOrThrow()
+        // Without parameters, so that on PostgreSQL it travels with the `begin` (see foldingBegin).
+        const { rows } = await sql<{
+          revision: number
+          standard_attr_id: number
+        }>`update sgwall_meta set revision = revision + 1 where id = 1 returning revision, standard_attr_id`.execute(tx)
+        const meta = rows[0]
+        if (!meta) throw new Error('sgwall_meta row missing')
         const stdBase = Number(meta.standard_attr_id)
         let stdReserved = 0
         const deferred: DeferrableQuery[] = []
@@ -288,4 +299,54 @@ function cachingPrepare(sqlite: SqliteDatabase.Database): SqliteDatabase.Databas
       return typeof v === 'function' ? v.bind(target) : v
     },
   })
+}
+
+/**
+ * The PostgreSQL pool as Kysely sees it, with clients that hold back a bare `begin` and send it
+ * in one simple-protocol message with the next statement when that statement has no parameters
+ * (the write path's revision bump): one round trip less per transaction, inside the revision lock's
+ * critical path. A transaction that ends before any statement sends nothing.
+ */
+function foldingBegin(pool: pg.Pool): PostgresPool {
+  const wrappers = new WeakMap<pg.PoolClient, PostgresPoolClient>()
+  const wrap = (client: pg.PoolClient): PostgresPoolClient => {
+    let held = false
+    const ok = (command: string) => ({ command, rowCount: 0, rows: [] })
+    const query = async (text: string, values?: readonly unknown[]) => {
+      const bare = values === undefined || values.length === 0
+      if (text === 'begin' && bare && !held) {
+        held = true
+        return ok('BEGIN')
+      }
+      if (held) {
+        held = false
+        if (bare && (text === 'commit' || text === 'rollback')) return ok(text.toUpperCase())
+        if (bare) {
+          const res = (await client.query(`begin; ${text}`)) as unknown as pg.QueryResult | pg.QueryResult[]
+          return Array.isArray(res) ? res[res.length - 1] : res
+        }
+        await client.query('begin')
+      }
+      return client.query(text, values as unknown[] | undefined)
+    }
+    return {
+      query,
+      release(discard?: boolean) {
+        held = false
+        client.release(discard)
+      },
+    } as unknown as PostgresPoolClient
+  }
+  return {
+    async connect() {
+      const client = await pool.connect()
+      let w = wrappers.get(client)
+      if (!w) {
+        w = wrap(client)
+        wrappers.set(client, w)
+      }
+      return w
+    },
+    end: () => pool.end(),
+  }
 }
