@@ -3,18 +3,20 @@
  * Store: 5000 security groups × 20 rules (one group has 100), seeded directly through the
  * store schema (the same rows the API writes). Server: `sgwall`'s API (noauth, admin) in a
  * child process on loopback. Clients: 16 concurrent keep-alive HTTP clients in this process.
- * Prints medians (p50), p90 and throughput; never asserts timings.
+ * Prints medians (p50), p90, throughput and the server process's CPU time per request (the
+ * service time without queueing; PostgreSQL's own processes not included); never asserts timings.
  *
- *   npx tsc -p tsconfig.build.json; node dist/bench/api.js [--dialects sqlite,postgres] [--groups 5000]
+ *   npx tsc -p tsconfig.build.json; node dist/bench/api.js [--dialects sqlite,postgres] [--groups 5000] [--only WORD]
  *   (PostgreSQL needs SGWALL_TEST_PG_URL, e.g. `source scripts/start-postgres.sh`)
  */
 import { fork } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { Agent, request } from 'node:http'
-import { tmpdir } from 'node:os'
+import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { createGunzip } from 'node:zlib'
 import pg from 'pg'
 import { startServer } from '../src/api/server.js'
 import { isoSeconds, openStore } from '../src/store/index.js'
@@ -95,20 +97,29 @@ interface Stats {
   p90: number
   rps: number
   n: number
+  /** Server process CPU time (user + system) per request, ms; filled in by the caller. */
+  cpu?: number
 }
 
-function call(agent: Agent, url: URL, method: string, body?: string): Promise<number> {
+function call(agent: Agent, url: URL, method: string, body?: string, gzip = false): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = request(
       url,
       {
         method,
         agent,
-        headers: { 'content-type': 'application/json', ...(body ? { 'content-length': Buffer.byteLength(body) } : {}) },
+        headers: {
+          'content-type': 'application/json',
+          ...(body ? { 'content-length': Buffer.byteLength(body) } : {}),
+          ...(gzip ? { 'accept-encoding': 'gzip, deflate' } : {}),
+        },
       },
       (res) => {
-        res.on('data', () => {})
-        res.on('end', () => resolve(res.statusCode ?? 0))
+        // A gzip body is decompressed, as a real client must before it can parse it.
+        const stream = res.headers['content-encoding'] === 'gzip' ? res.pipe(createGunzip()) : res
+        stream.on('data', () => {})
+        stream.on('end', () => resolve(res.statusCode ?? 0))
+        stream.on('error', reject)
         res.on('error', reject)
       },
     )
@@ -121,7 +132,7 @@ async function load(
   base: string,
   clients: number,
   total: number,
-  next: (i: number) => { method: 'GET' | 'POST'; path: string; body?: string },
+  next: (i: number) => { method: 'GET' | 'POST'; path: string; body?: string; gzip?: boolean },
 ): Promise<Stats> {
   const agent = new Agent({ keepAlive: true, maxSockets: clients })
   const lat: number[] = []
@@ -132,7 +143,7 @@ async function load(
       while (i < total) {
         const r = next(i++)
         const s = performance.now()
-        const status = await call(agent, new URL(`${base}${r.path}`), r.method, r.body)
+        const status = await call(agent, new URL(`${base}${r.path}`), r.method, r.body, r.gzip)
         if (status >= 300) throw new Error(`${r.method} ${r.path} → ${status}`)
         lat.push(performance.now() - s)
       }
@@ -148,13 +159,18 @@ async function load(
 async function runServer(url: string): Promise<void> {
   const s = await startServer({ db: url, auth: 'none', port: 0 })
   process.send?.({ url: s.url })
-  process.on('message', async () => {
+  process.on('message', async (m) => {
+    if (m === 'cpu') {
+      const u = process.cpuUsage()
+      process.send?.({ cpu: (u.user + u.system) / 1000 })
+      return
+    }
     await s.close()
     process.exit(0)
   })
 }
 
-async function benchDialect(dialect: 'sqlite' | 'postgres', groups: number): Promise<void> {
+async function benchDialect(dialect: 'sqlite' | 'postgres', groups: number, only: string): Promise<void> {
   let url: string
   let cleanup: () => Promise<void>
   if (dialect === 'sqlite') {
@@ -190,61 +206,83 @@ async function benchDialect(dialect: 'sqlite' | 'postgres', groups: number): Pro
   const child = fork(fileURLToPath(import.meta.url), ['--server', url], { stdio: 'inherit' })
   const base = await new Promise<string>((resolve) => child.once('message', (m: { url: string }) => resolve(m.url)))
   try {
-    const rows: [string, Stats][] = []
+    const all: [string, Stats][] = []
+    // `--only WORD`: run only the operations whose name contains WORD (profiling one of them).
+    const serverCpu = () =>
+      new Promise<number>((resolve) => {
+        child.once('message', (m: { cpu: number }) => resolve(m.cpu))
+        child.send('cpu')
+      })
+    const add = async ([name, run]: [string, () => Promise<Stats>]) => {
+      if (!name.includes(only)) return
+      const c0 = await serverCpu()
+      const st = await run()
+      st.cpu = ((await serverCpu()) - c0) / st.n
+      all.push([name, st])
+    }
+    const load0 = loadavg()
     await load(base, 1, 2, () => ({ method: 'GET', path: '/v2.0/security-groups' })) // warm-up
-    rows.push([
+    await add([
       'list all groups (full, 1 client)',
-      await load(base, 1, 5, () => ({ method: 'GET', path: '/v2.0/security-groups' })),
+      () => load(base, 1, 5, () => ({ method: 'GET', path: '/v2.0/security-groups' })),
     ])
-    rows.push([
+    await add([
+      'list all groups (full, gzip, 1 client)',
+      () => load(base, 1, 5, () => ({ method: 'GET', path: '/v2.0/security-groups', gzip: true })),
+    ])
+    await add([
       'list all groups (full, 16 clients)',
-      await load(base, 16, 32, () => ({ method: 'GET', path: '/v2.0/security-groups' })),
+      () => load(base, 16, 32, () => ({ method: 'GET', path: '/v2.0/security-groups' })),
     ])
-    rows.push([
+    await add([
       'list all groups (OSC fields, 16 clients)',
-      await load(base, 16, 160, () => ({
-        method: 'GET',
-        path: '/v2.0/security-groups?fields=id&fields=name&fields=description&fields=project_id&fields=tags',
-      })),
+      () =>
+        load(base, 16, 160, () => ({
+          method: 'GET',
+          path: '/v2.0/security-groups?fields=id&fields=name&fields=description&fields=project_id&fields=tags',
+        })),
     ])
-    rows.push([
+    await add([
       'show group with 100 rules (16 clients)',
-      await load(base, 16, 2000, () => ({ method: 'GET', path: `/v2.0/security-groups/${bigGroup}` })),
+      () => load(base, 16, 2000, () => ({ method: 'GET', path: `/v2.0/security-groups/${bigGroup}` })),
     ])
-    rows.push([
+    await add([
       'show one rule (16 clients)',
-      await load(base, 16, 5000, () => ({ method: 'GET', path: `/v2.0/security-group-rules/${ruleId}` })),
+      () => load(base, 16, 5000, () => ({ method: 'GET', path: `/v2.0/security-group-rules/${ruleId}` })),
     ])
-    rows.push([
+    await add([
       'list rules of one group (16 clients)',
-      await load(base, 16, 2000, () => ({
-        method: 'GET',
-        path: `/v2.0/security-group-rules?security_group_id=${bigGroup}`,
-      })),
+      () =>
+        load(base, 16, 2000, () => ({
+          method: 'GET',
+          path: `/v2.0/security-group-rules?security_group_id=${bigGroup}`,
+        })),
     ])
-    rows.push([
+    await add([
       'create rule (16 clients)',
-      await load(base, 16, 1000, (i) => ({
-        method: 'POST',
-        path: '/v2.0/security-group-rules',
-        body: JSON.stringify({
-          security_group_rule: {
-            security_group_id: bigGroup,
-            direction: 'ingress',
-            protocol: 'udp',
-            port_range_min: 20000 + i,
-            port_range_max: 20000 + i,
-          },
-        }),
-      })),
+      () =>
+        load(base, 16, 1000, (i) => ({
+          method: 'POST',
+          path: '/v2.0/security-group-rules',
+          body: JSON.stringify({
+            security_group_rule: {
+              security_group_id: bigGroup,
+              direction: 'ingress',
+              protocol: 'udp',
+              port_range_min: 20000 + i,
+              port_range_max: 20000 + i,
+            },
+          }),
+        })),
     ])
-    console.log(`${dialect}:`)
+    const la = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ')
+    console.log(`${dialect}: (load average before ${la(load0)}, after ${la(loadavg())})`)
     console.log(
-      `  ${'operation'.padEnd(44)} ${'p50 ms'.padStart(9)} ${'p90 ms'.padStart(9)} ${'req/s'.padStart(9)} ${'n'.padStart(6)}`,
+      `  ${'operation'.padEnd(44)} ${'p50 ms'.padStart(9)} ${'p90 ms'.padStart(9)} ${'req/s'.padStart(9)} ${'n'.padStart(6)} ${'srv cpu ms/req'.padStart(15)}`,
     )
-    for (const [name, s] of rows)
+    for (const [name, s] of all)
       console.log(
-        `  ${name.padEnd(44)} ${s.p50.toFixed(2).padStart(9)} ${s.p90.toFixed(2).padStart(9)} ${s.rps.toFixed(0).padStart(9)} ${String(s.n).padStart(6)}`,
+        `  ${name.padEnd(44)} ${s.p50.toFixed(2).padStart(9)} ${s.p90.toFixed(2).padStart(9)} ${s.rps.toFixed(0).padStart(9)} ${String(s.n).padStart(6)} ${(s.cpu ?? 0).toFixed(3).padStart(15)}`,
       )
   } finally {
     child.send('stop')
@@ -262,5 +300,5 @@ else {
   }
   const groups = Number(opt('--groups', '5000'))
   for (const d of opt('--dialects', 'sqlite,postgres').split(','))
-    await benchDialect(d as 'sqlite' | 'postgres', groups)
+    await benchDialect(d as 'sqlite' | 'postgres', groups, opt('--only', ''))
 }

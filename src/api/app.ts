@@ -7,11 +7,11 @@ import { randomUUID } from 'node:crypto'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Store } from '../store/index.js'
 import { type Body, parseEnvelope, processAttributes } from './body.js'
-import { checkIfMatch, loadTags, QUOTA_DEFAULTS, sharedGroupIds, type TagResource } from './common.js'
+import { checkIfMatch, loadTags, QUOTA_DEFAULTS, type TagResource } from './common.js'
 import type { RequestContext } from './context.js'
 import { validateString } from './convert.js'
 import { extensions } from './extensions.js'
-import { GroupCache } from './group-cache.js'
+import { type CachedGroup, type CachedRule, GroupCache, type GroupView, toJson } from './group-cache.js'
 import { applyList, type CollectionSpec, parseListOptions, type Query, selectFields, type Wire } from './listing.js'
 import { type Metrics, newMetrics } from './metrics.js'
 import {
@@ -53,13 +53,9 @@ import {
   deleteRule,
   ensureDefaultGroup,
   GROUP_LIST,
-  listRuleRows,
-  loadGroupRows,
   RULE_ATTRS,
   RULE_LIST,
-  ruleWire,
   showGroup,
-  showRule,
   updateGroup,
 } from './security-groups.js'
 
@@ -106,6 +102,22 @@ declare module 'fastify' {
   interface FastifyRequest {
     sgwallCtx?: RequestContext
   }
+}
+
+const JSON_TYPE = 'application/json; charset=utf-8'
+/** List bodies at least this long are sent gzip-encoded when the client accepts it. */
+const GZIP_MIN = 64 * 1024
+
+/** Accept-Encoding allows gzip (`gzip` or `*` with a non-zero q). */
+export function acceptsGzip(header: string | string[] | undefined): boolean {
+  if (header === undefined) return false
+  for (const part of (Array.isArray(header) ? header.join(',') : header).split(',')) {
+    const [name = '', ...params] = part.split(';').map((x) => x.trim().toLowerCase())
+    if (name !== 'gzip' && name !== '*') continue
+    const q = params.find((p) => p.startsWith('q='))
+    if (q === undefined || Number(q.slice(2)) > 0) return true
+  }
+  return false
 }
 
 const NOT_FOUND = { type: 'HTTPNotFound', message: 'The resource could not be found.' } as const
@@ -228,8 +240,12 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     readonly resource: string
     readonly spec: CollectionSpec
     list(req: FastifyRequest, ctx: RequestContext): Promise<Wire[]>
-    /** Optional fast path: the whole response body as JSON text (no filters, fields, sort or paging). */
-    listJson?(req: FastifyRequest, ctx: RequestContext): Promise<string | null>
+    /** Optional fast path: the whole response body (no filters, fields, sort or paging), maybe gzip-encoded. */
+    listJson?(req: FastifyRequest, ctx: RequestContext, gzip: boolean): Promise<{ body: Buffer; gzip: boolean }>
+    /** Optional fast path: the whole response body when the query has only `fields`. */
+    listFieldsBody?(req: FastifyRequest, ctx: RequestContext, fields: readonly string[]): Promise<Buffer>
+    /** Optional fast path: the response body of `GET {path}/{id}` without `fields`. */
+    showBody?(ctx: RequestContext, id: string): Promise<Buffer>
     show(ctx: RequestContext, id: string): Promise<Wire>
     create(ctx: RequestContext, items: Body[], bulk: boolean): Promise<Wire[]>
     update?(ctx: RequestContext, id: string, item: Body, ifMatch: string | string[] | undefined): Promise<Wire>
@@ -242,15 +258,21 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     app.get(`/v2.0/${c.path}`, async (req, reply) => {
       const ctx = ctxOf(req)
       const opts = parseListOptions(q(req), c.spec)
-      if (c.listJson && Object.keys(q(req)).length === 0) {
-        const text = await c.listJson(req, ctx)
-        if (text !== null) return reply.type('application/json; charset=utf-8').send(text)
+      const keys = Object.keys(q(req))
+      if (c.listFieldsBody && keys.length === 1 && keys[0] === 'fields' && opts.fields)
+        return reply.type(JSON_TYPE).send(await c.listFieldsBody(req, ctx, opts.fields))
+      if (c.listJson && keys.length === 0) {
+        const out = await c.listJson(req, ctx, acceptsGzip(req.headers['accept-encoding']))
+        reply.header('Vary', 'Accept-Encoding')
+        if (out.gzip) reply.header('Content-Encoding', 'gzip')
+        return reply.type(JSON_TYPE).send(out.body)
       }
       const objects = await c.list(req, ctx)
       const out = applyList(objects, opts, `${baseUrl(req)}/v2.0/${c.path}`, q(req))
-      const body: Record<string, unknown> = { [coll]: out.items }
-      if (out.links) body[`${coll}_links`] = out.links
-      return body
+      // Same text as JSON.stringify({[coll]: items, [coll_links]: links}), with the read view's memoized item texts.
+      let text = `{${JSON.stringify(coll)}:[${out.items.map(toJson).join(',')}]`
+      if (out.links) text += `,${JSON.stringify(`${coll}_links`)}:${JSON.stringify(out.links)}`
+      return reply.type(JSON_TYPE).send(`${text}}`)
     })
     app.post(`/v2.0/${c.path}`, async (req, reply) => {
       const ctx = ctxOf(req)
@@ -259,9 +281,11 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       reply.code(201)
       return bulk ? { [coll]: created } : { [c.resource]: created[0] }
     })
-    app.get<{ Params: { id: string } }>(`/v2.0/${c.path}/:id`, async (req) => {
+    app.get<{ Params: { id: string } }>(`/v2.0/${c.path}/:id`, async (req, reply) => {
+      if (c.showBody && q(req).fields === undefined)
+        return reply.type(JSON_TYPE).send(await c.showBody(ctxOf(req), req.params.id))
       const obj = await c.show(ctxOf(req), req.params.id)
-      return { [c.resource]: selectFields(obj, fieldsOf(req)) }
+      return reply.type(JSON_TYPE).send(`{${JSON.stringify(c.resource)}:${toJson(selectFields(obj, fieldsOf(req)))}}`)
     })
     app.put<{ Params: { id: string } }>(`/v2.0/${c.path}/:id`, async (req) => {
       const ctx = ctxOf(req)
@@ -284,40 +308,44 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     })
   }
 
-  const needsRules = (req: FastifyRequest) => {
-    const f = fieldsOf(req)
-    return f === null || f.includes('security_group_rules')
-  }
   const projectFilter = (req: FastifyRequest): string[] => {
     const v = [q(req).project_id, q(req).tenant_id].flat().filter((x): x is string => typeof x === 'string')
     return v
   }
   const groupCache = new GroupCache(store)
-  /** Groups visible to ctx from the cache; groups shared to ctx get `shared: true`. */
-  const visibleCachedGroups = async (ctx: RequestContext, snapshot?: Awaited<ReturnType<GroupCache['get']>>) => {
-    const snap = snapshot ?? (await groupCache.get())
-    if (ctx.isAdmin) {
-      const shared = await sharedGroupIds(store.db, ctx)
-      return snap.groups.map((g) =>
-        shared.has(g.wire.id as string) && g.projectId !== ctx.projectId ? withShared(g) : g,
-      )
-    }
-    const shared = await sharedGroupIds(store.db, ctx)
-    const out = []
-    for (const g of snap.groups) {
-      if (g.projectId === ctx.projectId) out.push(g)
-      else if (shared.has(g.wire.id as string)) out.push(withShared(g))
+  /** Groups visible to ctx (admin: all), in creation order; groups shared to ctx get `shared: true`. */
+  const visibleGroups = (view: GroupView, ctx: RequestContext): Wire[] => {
+    const out: Wire[] = []
+    for (const g of view.list()) {
+      if (g.projectId === ctx.projectId) out.push(g.wire)
+      else if (view.isSharedWith(g.id, ctx.projectId)) out.push(g.sharedWire)
+      else if (ctx.isAdmin) out.push(g.wire)
     }
     return out
   }
-  const withShared = (g: { projectId: string; wire: Wire }) => {
-    const wire = { ...g.wire, shared: true }
-    return { projectId: g.projectId, wire, json: JSON.stringify(wire) }
+  /** The group if ctx may see it, and whether it is shared with ctx (not owned). */
+  const visibleGroup = (view: GroupView, ctx: RequestContext, id: string): [CachedGroup, boolean] => {
+    const g = view.groups.get(id)
+    if (!g) throw sgNotFound(id)
+    if (g.projectId === ctx.projectId) return [g, false]
+    if (view.isSharedWith(id, ctx.projectId)) return [g, true]
+    if (ctx.isAdmin) return [g, false]
+    throw sgNotFound(id)
   }
-  const ensureForList = async (req: FastifyRequest, ctx: RequestContext) => {
+  const ruleVisible = (r: CachedRule, ctx: RequestContext) =>
+    ctx.isAdmin || r.row.project_id === ctx.projectId || r.group.projectId === ctx.projectId
+  /** The current read view, after making sure the listed projects have their default group. */
+  const ensureForList = async (req: FastifyRequest, ctx: RequestContext): Promise<GroupView> => {
+    const view = await groupCache.fresh()
     const wanted = projectFilter(req)
     const targets = wanted.length ? wanted.filter((p) => p === ctx.projectId || ctx.isAdmin) : [ctx.projectId]
-    for (const p of new Set(targets)) await ensureDefaultGroup(store, p)
+    let wrote = false
+    for (const p of new Set(targets))
+      if (!view.hasDefault(p)) {
+        await ensureDefaultGroup(store, p)
+        wrote = true
+      }
+    return wrote ? groupCache.fresh() : view
   }
 
   wire({
@@ -325,50 +353,36 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     resource: 'security_group',
     spec: GROUP_LIST,
     async list(req, ctx) {
-      await ensureForList(req, ctx)
-      if (!needsRules(req)) {
-        const current = await groupCache.current()
-        if (current) return (await visibleCachedGroups(ctx, current)).map((g) => g.wire)
-        const rows = await loadGroupRows(store.db, ctx)
-        const tags = await loadTags(store.db, 'security_groups', null)
-        const shared = new Set(
-          (
-            await store.db
-              .selectFrom('rbac_policies')
-              .select('object_id')
-              .where('target_tenant', 'in', [ctx.projectId, '*'])
-              .execute()
-          ).map((r) => r.object_id),
-        )
-        return rows.map((g) => ({
-          id: g.id,
-          name: g.name,
-          stateful: g.stateful !== 0,
-          tenant_id: g.project_id,
-          description: g.description,
-          shared: shared.has(g.id) && g.project_id !== ctx.projectId,
-          tags: tags.get(g.id) ?? [],
-          created_at: g.created_at,
-          updated_at: g.updated_at,
-          revision_number: g.revision_number,
-          project_id: g.project_id,
-        }))
-      }
-      return (await visibleCachedGroups(ctx)).map((g) => g.wire)
+      return visibleGroups(await ensureForList(req, ctx), ctx)
     },
-    async listJson(req, ctx) {
-      await ensureForList(req, ctx)
-      const groups = await visibleCachedGroups(ctx)
-      return `{"security_groups":[${groups.map((g) => g.json).join(',')}]}`
+    async listJson(req, ctx, gzip) {
+      const view = await ensureForList(req, ctx)
+      const key = `${ctx.isAdmin ? 'admin' : 'member'}:${ctx.projectId}`
+      const make = () => `{"security_groups":[${visibleGroups(view, ctx).map(toJson).join(',')}]}`
+      const body = view.body(key, make)
+      // Large lists go compressed to clients that accept it (openstacksdk and the CLI do): ~54 MB of JSON
+      // for 5000 groups of 20 rules is mostly repeated keys.
+      if (gzip && body.length >= GZIP_MIN) return { body: await view.gzipBody(key, make), gzip: true }
+      return { body, gzip: false }
+    },
+    async listFieldsBody(req, ctx, fields) {
+      // `openstack security group list` asks for the same few fields every time: one body per revision.
+      const view = await ensureForList(req, ctx)
+      return view.body(
+        `${ctx.isAdmin ? 'admin' : 'member'}:${ctx.projectId}?fields=${fields.join(',')}`,
+        () =>
+          `{"security_groups":[${visibleGroups(view, ctx)
+            .map((g) => JSON.stringify(selectFields(g, fields)))
+            .join(',')}]}`,
+      )
     },
     async show(ctx, id) {
-      const g = (await groupCache.get()).byId.get(id)
-      if (!g) throw sgNotFound(id)
-      if (g.projectId === ctx.projectId) return g.wire
-      const shared = await sharedGroupIds(store.db, ctx)
-      if (shared.has(id)) return withShared(g).wire
-      if (ctx.isAdmin) return g.wire
-      throw sgNotFound(id)
+      const [g, shared] = visibleGroup(await groupCache.fresh(), ctx, id)
+      return shared ? g.sharedWire : g.wire
+    },
+    async showBody(ctx, id) {
+      const [g, shared] = visibleGroup(await groupCache.fresh(), ctx, id)
+      return g.showBody(shared)
     },
     create: (ctx, items) => createGroups(store, ctx, items),
     update: (ctx, id, item, im) => updateGroup(store, ctx, id, item, im),
@@ -381,12 +395,24 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     resource: 'security_group_rule',
     spec: RULE_LIST,
     async list(req, ctx) {
-      await ensureForList(req, ctx)
+      const view = await ensureForList(req, ctx)
       const sg = q(req).security_group_id
-      const groupIds = sg === undefined ? null : Array.isArray(sg) ? sg : [sg]
-      return (await listRuleRows(store.db, ctx, groupIds)).map((r) => ruleWire(r))
+      let rules: readonly CachedRule[]
+      if (sg === undefined) rules = view.ruleList()
+      else {
+        const ids = [...new Set(Array.isArray(sg) ? sg : [sg])]
+        rules = ids.flatMap((id) => view.groups.get(id)?.rules ?? [])
+        if (ids.length > 1) rules = [...rules].sort((a, b) => a.row.standard_attr_id - b.row.standard_attr_id)
+      }
+      const out: Wire[] = []
+      for (const r of rules) if (ruleVisible(r, ctx)) out.push(r.wire)
+      return out
     },
-    show: async (ctx, id) => ruleWire(await showRule(store.db, ctx, id)),
+    async show(ctx, id) {
+      const r = (await groupCache.fresh()).rules.get(id)
+      if (r && ruleVisible(r, ctx)) return r.wire
+      throw nerr('SecurityGroupRuleNotFound', `Security group rule ${id} does not exist`)
+    },
     create: (ctx, items, bulk) => createRules(store, ctx, items, bulk),
     remove: (ctx, id) => deleteRule(store, ctx, id),
     collectionNotFound: () => nerr('SecurityGroupRuleNotFound', 'Security group rule None does not exist'),

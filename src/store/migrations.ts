@@ -189,7 +189,25 @@ const m0002: Migration = {
   },
 }
 
-export const migrations: Record<string, Migration> = { '0001_initial': m0001, '0002_lookup_indexes': m0002 }
+const m0003: Migration = {
+  async up(db: AnyDb) {
+    // Duplicate-rule check on every rule create: candidates with the same group, direction,
+    // ethertype and port range, without reading every rule of a large group. Its first column
+    // serves every lookup by group, so the single-column index goes (one b-tree less per write).
+    await db.schema
+      .createIndex('sg_rules_dup')
+      .on('security_group_rules')
+      .columns(['security_group_id', 'direction', 'ethertype', 'port_range_min', 'port_range_max'])
+      .execute()
+    await db.schema.dropIndex('sg_rules_group').execute()
+  },
+}
+
+export const migrations: Record<string, Migration> = {
+  '0001_initial': m0001,
+  '0002_lookup_indexes': m0002,
+  '0003_rule_duplicate_index': m0003,
+}
 
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,

@@ -1,3 +1,4 @@
+import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openStore, type Store } from '../../src/store/index.js'
 import { freshDatabaseUrl, storeDialects } from '../helpers/dialects.js'
@@ -114,6 +115,46 @@ for (const d of storeDialects()) {
     it('hands out unique standard attribute ids', async () => {
       const ids = await Promise.all(Array.from({ length: 5 }, () => store.write((w) => w.nextStandardAttrId())))
       expect(new Set(ids).size).toBe(5)
+      // Reserved ids are written back: the next transaction continues after them.
+      const a = await store.write((w) => w.nextStandardAttrId(3))
+      const b = await store.write((w) => w.nextStandardAttrId())
+      expect(b).toBe(a + 3)
+    })
+
+    it('runs deferred statements before commit, and a write in few round trips on PostgreSQL', async () => {
+      const now = '2026-01-01T00:00:00Z'
+      const sent: string[] = []
+      const original = pg.Client.prototype.query
+      pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+        const q = args[0]
+        sent.push(typeof q === 'string' ? q : String((q as { text?: string }).text))
+        return (original as (...a: unknown[]) => unknown).apply(this, args)
+      } as typeof original
+      let rev = 0
+      try {
+        rev = await store.write(async (w) => {
+          await w.defer(w.tx.insertInto('security_groups').values(group('deferred', now, await w.nextStandardAttrId())))
+          await w.log({ resource: 'security_group', resource_id: 'deferred', action: 'create' })
+          return w.revision
+        })
+      } finally {
+        pg.Client.prototype.query = original
+      }
+      const row = await store.db
+        .selectFrom('security_groups')
+        .selectAll()
+        .where('id', '=', 'deferred')
+        .executeTakeFirst()
+      expect(row?.standard_attr_id).toBeGreaterThan(0)
+      const change = await store.db.selectFrom('changes').selectAll().where('revision', '=', rev).execute()
+      expect(change.map((c) => c.resource_id)).toEqual(['deferred'])
+      if (d.name === 'postgres') {
+        // begin + revision, the insert/standard-id/change-log statement, commit
+        expect(sent).toHaveLength(3)
+        expect(sent[0]).toMatch(/^begin; update sgwall_meta/)
+        expect(sent[1]).toMatch(/^with "d0" as \(insert into "security_groups"/)
+        expect(sent[2]).toBe('commit')
+      }
     })
   })
 }
