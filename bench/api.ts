@@ -203,7 +203,10 @@ async function benchDialect(dialect: 'sqlite' | 'postgres', groups: number, only
   console.log(
     `${dialect}: seeded ${groups} groups, ${(groups - 1) * 20 + 100} rules in ${((performance.now() - ts) / 1000).toFixed(1)} s`,
   )
-  const child = fork(fileURLToPath(import.meta.url), ['--server', url], { stdio: 'inherit' })
+  const child = fork(fileURLToPath(import.meta.url), ['--server', url], {
+    stdio: 'inherit',
+    execArgv: process.env.BENCH_SERVER_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_SERVER_PROF}`] : [],
+  })
   const base = await new Promise<string>((resolve) => child.once('message', (m: { url: string }) => resolve(m.url)))
   try {
     const all: [string, Stats][] = []
