@@ -566,7 +566,19 @@ export function planApply(desired: DesiredState, actual: ActualState, options: P
   const f4 = planFamily(4, d4, a4, o, issues, maxEdit, split)
   const f6 = planFamily(6, d6, a6, o, issues, maxEdit, split)
   const sets = planSets(desired.ipsets, parseIpsetSave(actual.ipset).sets, o, options.swapThreshold ?? 64, issues)
-  const conntrack = conntrackDeletions(desired.conntrack, issues)
+  return assemble(f4, f6, sets, conntrackDeletions(desired.conntrack, issues), issues)
+}
+
+type FamilyPlan = ReturnType<typeof planFamily>
+
+/** The plan from its family documents, ipset lines and conntrack deletions. */
+function assemble(
+  f4: FamilyPlan,
+  f6: FamilyPlan,
+  sets: ReturnType<typeof planSets>,
+  conntrack: ConntrackDeletion[],
+  issues: PlanIssue[],
+): Plan {
   return {
     restore: { 4: f4.doc, 6: f6.doc },
     createWaves: { 4: f4.waves, 6: f6.waves },
@@ -816,15 +828,5 @@ export function planChange(prev: CompiledState, next: CompiledState, options: Pl
     }
   }
   const sets = planSets(nextSets, prevSets, o, options.swapThreshold ?? 64, issues)
-  const conntrack = conntrackDeletions(next.conntrack, issues)
-  return {
-    restore: { 4: f4.doc, 6: f6.doc },
-    createWaves: { 4: f4.waves, 6: f6.waves },
-    ipsetPrepare: sets.prepare.length ? `${sets.prepare.join('\n')}\n` : '',
-    ipsetFinish: sets.finish.length ? `${sets.finish.join('\n')}\n` : '',
-    conntrack,
-    chainChanges: [...f4.changes, ...f6.changes],
-    setChanges: sets.changes,
-    issues,
-  }
+  return assemble(f4, f6, sets, conntrackDeletions(next.conntrack, issues), issues)
 }

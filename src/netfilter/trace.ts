@@ -565,6 +565,49 @@ export function compileTarget(rule: Rule, tableChains: ReadonlySet<string>): Tar
   return { kind: 'unknown', reason: `target ${t.name} not simulated` }
 }
 
+/** One test of a rule's conjunction, as the simulator reads it. */
+export type RulePart =
+  /** `-m tcp` (udp, sctp, …) without options: the protocol. */
+  | { readonly kind: 'proto'; readonly proto: number }
+  /** A bare `-m module` the simulator does not know. */
+  | { readonly kind: 'unknown'; readonly reason: string }
+  | { readonly kind: 'option'; readonly module: string | null; readonly option: Option }
+
+const PROTO_MODULES = new Set(['tcp', 'udp', 'sctp', 'dccp', 'icmp', 'udplite'])
+
+/**
+ * A rule's tests in order (comments dropped: they always match), and its `-p` protocol (multiport
+ * needs it). Shared by the interpreter and the verdict programs so both read a rule the same way.
+ */
+export function ruleParts(rule: Rule): { parts: RulePart[]; proto: number | null } {
+  const protoOpt = rule.matches.find((m) => m.module === null)?.options.find((o) => o.flag === '-p' && !o.negated)
+  const proto = protoOpt ? protocolNumberOf(protoOpt.args[0] ?? '') : null
+  const parts: RulePart[] = []
+  for (const m of rule.matches) {
+    if (m.module !== null && m.options.length === 0) {
+      // `-m tcp` alone: matches the protocol (a non-first fragment has no ports).
+      const want = protocolNumberOf(m.module)
+      if (want !== null && PROTO_MODULES.has(m.module)) parts.push({ kind: 'proto', proto: want })
+      else if (m.module !== 'comment' && m.module !== 'multiport')
+        parts.push({ kind: 'unknown', reason: `match -m ${m.module} not simulated` })
+      continue
+    }
+    for (const o of m.options) {
+      if (m.module === 'comment' && o.flag === '--comment' && !o.negated) continue
+      parts.push({ kind: 'option', module: m.module, option: o })
+    }
+  }
+  return { parts, proto }
+}
+
+/** The negation of a matcher (unknown stays unknown). */
+export function negate(m: Matcher): Matcher {
+  return (c) => {
+    const v = m(c)
+    return v === UNKNOWN ? UNKNOWN : !v
+  }
+}
+
 /**
  * Compile a ruleset for tracing; `ipsets` may be null when the ruleset uses none (a set match then
  * stops a trace). The closures are built on the first trace: verdict-only users (`verdictOf`) may
@@ -603,36 +646,22 @@ function compileTables(
         if (shared) return { ...shared, num: i + 1 }
         const matchers: Matcher[] = []
         const reasons: (string | null)[] = []
-        const protoOpt = rule.matches.find((m) => m.module === null)?.options.find((o) => o.flag === '-p' && !o.negated)
-        const proto = protoOpt ? protocolNumberOf(protoOpt.args[0] ?? '') : null
-        for (const m of rule.matches) {
-          if (m.module !== null && m.options.length === 0) {
-            // `-m tcp` alone: matches the protocol (a non-first fragment has no ports).
-            const want = protocolNumberOf(m.module)
-            if (want !== null && ['tcp', 'udp', 'sctp', 'dccp', 'icmp', 'udplite'].includes(m.module)) {
-              matchers.push((c) => c.packet.proto === want)
-              reasons.push(null)
-            } else if (m.module !== 'comment' && m.module !== 'multiport') {
-              matchers.push(() => UNKNOWN)
-              reasons.push(`match -m ${m.module} not simulated`)
-            }
-            continue
-          }
-          for (const o of m.options) {
-            // A comment always matches: no closure to call.
-            if (m.module === 'comment' && o.flag === '--comment' && !o.negated) continue
-            const compiled = compileOption(m.module, o, family, ipsets, proto, setCache)
+        const { parts, proto } = ruleParts(rule)
+        for (const part of parts) {
+          if (part.kind === 'proto') {
+            const want = part.proto
+            matchers.push((c) => c.packet.proto === want)
+            reasons.push(null)
+          } else if (part.kind === 'unknown') {
+            matchers.push(() => UNKNOWN)
+            reasons.push(part.reason)
+          } else {
+            const compiled = compileOption(part.module, part.option, family, ipsets, proto, setCache)
             if (typeof compiled === 'string') {
               matchers.push(() => UNKNOWN)
               reasons.push(compiled)
-            } else if (o.negated) {
-              matchers.push((c) => {
-                const v = compiled(c)
-                return v === UNKNOWN ? UNKNOWN : !v
-              })
-              reasons.push(null)
             } else {
-              matchers.push(compiled)
+              matchers.push(part.option.negated ? negate(compiled) : compiled)
               reasons.push(null)
             }
           }
@@ -687,7 +716,12 @@ function flowKey(p: Packet, reverse: boolean): string {
 }
 
 /** ICMPv6 types conntrack does not track (neighbour discovery, MLD): kernel-notes.md. */
-export const UNTRACKED_ICMPV6 = new Set([130, 131, 132, 133, 134, 135, 136, 137, 143])
+const UNTRACKED_ICMPV6 = new Set([130, 131, 132, 133, 134, 135, 136, 137, 143])
+
+/** Packets conntrack never tracks whatever the raw table says (neighbour discovery, MLD). */
+export function untrackedByConntrack(p: Packet): boolean {
+  return p.proto === 58 && UNTRACKED_ICMPV6.has(p.icmpType ?? -1)
+}
 
 // ---- trace ----
 
@@ -904,7 +938,7 @@ export function tracePacket(
       break
     }
     let state: CtState = packet.state ?? 'NEW'
-    if (raw.notrack || (packet.proto === 58 && UNTRACKED_ICMPV6.has(packet.icmpType ?? -1))) state = 'UNTRACKED'
+    if (raw.notrack || untrackedByConntrack(packet)) state = 'UNTRACKED'
     else if (options.conntrack) {
       if (options.conntrack.has(zone, flowKey(packet, true)) || options.conntrack.has(zone, flowKey(packet, false)))
         state = 'ESTABLISHED'

@@ -35,18 +35,20 @@ import {
   type EvalContext,
   inPrefix,
   type Matcher,
+  negate,
   type Packet,
   type Pass,
   type Prefix,
   parsePrefix,
   portRanges,
   protocolNumberOf,
+  ruleParts,
   type SetMatcher,
   setHas,
   type TargetKind,
   tracePacket,
   UNKNOWN,
-  UNTRACKED_ICMPV6,
+  untrackedByConntrack,
   type Verdict,
 } from './trace.js'
 
@@ -211,15 +213,7 @@ const STATIC_KEYS = new Set([
   'physdev --physdev-is-out',
 ])
 const PORT_MODULES = new Set(['tcp', 'udp', 'sctp', 'dccp'])
-const PROTO_MODULES = new Set(['tcp', 'udp', 'sctp', 'dccp', 'icmp', 'udplite'])
 const MULTIPORT_PROTOS = new Set([6, 17, 33, 132, 136])
-
-function negate(m: Matcher): Matcher {
-  return (c) => {
-    const v = m(c)
-    return v === UNKNOWN ? UNKNOWN : !v
-  }
-}
 
 class ShapeBuilder {
   never = false
@@ -389,7 +383,6 @@ class Engine {
   private readonly shapes = new Map<string, Map<Rule, RuleShape>>()
   private readonly setCache = new Map<string, SetMatcher | null>()
   private readonly optionCache = new Map<string, SetMatcher | string>()
-  private readonly byPass = new WeakMap<Pass, PassPrograms>()
   private readonly byKey = new Map<string, PassPrograms>()
   private readonly chains = new Map<string, Map<string, EngineChain>>()
   private readonly chainNames = new Map<string, ReadonlySet<string>>()
@@ -411,15 +404,13 @@ class Engine {
   programs(pass: Pass): PassPrograms {
     const own = (pass as WithPrograms)[PROGRAMS]
     if (own?.engine === this) return own
-    const hit = this.byPass.get(pass)
-    if (hit) return hit
     const key = `${pass.bridge}\u0000${pass.physdevIn ?? ''}\u0000${pass.physdevOut ?? ''}`
     let p = this.byKey.get(key)
     if (!p) {
       p = new PassPrograms(this, this.specialise('raw', 'PREROUTING', pass), this.specialise('filter', 'FORWARD', pass))
       this.byKey.set(key, p)
     }
-    this.byPass.set(pass, p)
+    // Frozen passes, or one pass used with two rulesets in turn, find theirs by devices.
     if (Object.isExtensible(pass))
       Object.defineProperty(pass, PROGRAMS, { value: p, writable: true, enumerable: false, configurable: true })
     return p
@@ -443,26 +434,21 @@ class Engine {
     const hit = shapes.get(rule)
     if (hit) return hit
     const b = new ShapeBuilder(this.rs.family, (n) => this.setMatcher(n))
-    const protoOpt = rule.matches.find((m) => m.module === null)?.options.find((o) => o.flag === '-p' && !o.negated)
-    const ruleProto = protoOpt ? protocolNumberOf(protoOpt.args[0] ?? '') : null
-    for (const m of rule.matches) {
-      if (m.module !== null && m.options.length === 0) {
-        const want = protocolNumberOf(m.module)
-        if (want !== null && PROTO_MODULES.has(m.module)) b.proto(want)
-        else if (m.module !== 'comment' && m.module !== 'multiport') b.unknown = true
-        continue
-      }
-      for (const o of m.options) {
-        if (m.module === 'comment' && o.flag === '--comment' && !o.negated) continue
-        const key2 = `${m.module ?? ''} ${o.flag}`
-        if (!o.negated && !STATIC_KEYS.has(key2) && b.typed(m.module, o, ruleProto)) continue
-        const compiled = compileOption(m.module, o, this.rs.family, this.rs.ipsets, ruleProto, this.optionCache)
+    const { parts, proto: ruleProto } = ruleParts(rule)
+    for (const part of parts) {
+      if (part.kind === 'proto') b.proto(part.proto)
+      else if (part.kind === 'unknown') b.unknown = true
+      else {
+        const { module, option: o } = part
+        const key = `${module ?? ''} ${o.flag}`
+        if (!o.negated && !STATIC_KEYS.has(key) && b.typed(module, o, ruleProto)) continue
+        const compiled = compileOption(module, o, this.rs.family, this.rs.ipsets, ruleProto, this.optionCache)
         if (typeof compiled === 'string') {
           b.unknown = true
           continue
         }
         const matcher = o.negated ? negate(compiled) : compiled
-        if (STATIC_KEYS.has(key2)) b.statics.push(matcher)
+        if (STATIC_KEYS.has(key)) b.statics.push(matcher)
         else {
           b.set(F_GENERIC)
           b.generic.push(matcher)
@@ -1039,7 +1025,7 @@ export function verdictOf(rs: CompiledRuleset, packet: Packet, path: readonly Pa
     return interpret(rs, packet, path, conntrack)
   const e = engineOf(rs)
   const given: CtState = packet.state ?? 'NEW'
-  const untrackedIcmp = packet.proto === 58 && UNTRACKED_ICMPV6.has(packet.icmpType ?? -1)
+  const untrackedIcmp = untrackedByConntrack(packet)
   for (let i = 0; i < path.length; i++) {
     const pass = path[i]!
     const progs = e.programs(pass)
