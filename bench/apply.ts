@@ -87,10 +87,26 @@ async function main(): Promise<void> {
       fullWrite.push(r.timings.write)
       rules = (desired.ipv4.match(/\n-A /g)?.length ?? 0) + (desired.ipv6.match(/\n-A /g)?.length ?? 0)
     }
+    // (3) the final documents written as they are into the reset kernel, both families side by side
+    const floorFull: number[] = []
+    {
+      const desired = toStateResult(new HostCompiler(BENCH_CONFIG).compile(state))
+      resetKernel(rec.hostNetns)
+      const sets = (await diffDesired(host, desired)).ipsetPrepare
+      for (let i = 0; i < FULL_RUNS; i++) {
+        resetKernel(rec.hostNetns)
+        await host.ipsetRestore(sets)
+        t = performance.now()
+        await Promise.all([host.iptablesRestore(4, desired.ipv4), host.iptablesRestore(6, desired.ipv6)])
+        floorFull.push(performance.now() - t)
+      }
+    }
     console.log(
       `  full apply (compile+render+read+plan+write)  median ${f(median(full))} (write ${f(median(fullWrite))}; ` +
         `CPU incl. children ${f(median(fullCpu))}; runs ${full.map((x) => x.toFixed(0)).join(' ')}); ${rules} rules; ` +
-        `target <= 2000 ms; load ${load()}`,
+        `target <= 2000 ms; load ${load()}\n` +
+        `  same documents restored as they are (no planning, no waves; both families side by side) median ${f(median(floorFull))} ` +
+        `(${floorFull.map((x) => x.toFixed(0)).join(' ')})`,
     )
 
     // one rule added to a group used by `users` ports, and removed again, alternately;
@@ -104,6 +120,7 @@ async function main(): Promise<void> {
     const parts = { compile: [] as number[], plan: [] as number[], write: [] as number[] }
     let chains = 0
     let lines = 0
+    let changeDocs: Record<4 | 6, string | null> = { 4: null, 6: null }
     for (let i = 0; i < RUNS; i++) {
       const target = i % 2 === 0 ? changed : state
       t = performance.now()
@@ -118,10 +135,43 @@ async function main(): Promise<void> {
       parts.plan.push(r.timings.plan)
       parts.write.push(r.timings.write)
       chains = r.plan.chainChanges.length
+      if (i === 0) changeDocs = { 4: r.plan.restore[4], 6: r.plan.restore[6] }
       lines = (r.plan.restore[4] ?? '').split('\n').length + (r.plan.restore[6] ?? '').split('\n').length
       prev = next
     }
     const current = toStateResult(prev)
+
+    // Floors: what the kernel and iptables-restore cost for the same writes without any of our
+    // work (same Host path: spawn, namespace, restore shim). (1) one positional insert of the
+    // added rule into one port chain and its deletion; (2) the whole change's restore document
+    // (200 positional inserts) alone; (3) after a reset, the final documents of the full apply
+    // written as they are (no reading, planning or create waves).
+    const [fam, doc] = (Object.entries(changeDocs).find(([, d]) => d !== null) ?? []) as [string, string]
+    const family = Number(fam) as 4 | 6
+    const firstInsert = doc.split('\n').find((l) => l.startsWith('-I '))!
+    const [, chain, pos] = firstInsert.split(' ')
+    const oneIns = `*filter\n${firstInsert}\nCOMMIT\n`
+    const oneDel = `*filter\n-D ${chain} ${pos}\nCOMMIT\n`
+    const floorOne: number[] = []
+    const floorDoc: number[] = []
+    for (let i = 0; i < RUNS; i++) {
+      t = performance.now()
+      await host.iptablesRestore(family, oneIns)
+      floorOne.push(performance.now() - t)
+      await host.iptablesRestore(family, oneDel)
+    }
+    const undo = doc.replace(/^-I (\S+) \d+ /gm, '-D $1 ')
+    for (let i = 0; i < RUNS; i++) {
+      t = performance.now()
+      await host.iptablesRestore(family, doc)
+      floorDoc.push(performance.now() - t)
+      await host.iptablesRestore(family, undo)
+    }
+    console.log(
+      `  floor: one positional insert (1 rule, 1 chain, IPv${family}) median ${f(median(floorOne))} ` +
+        `(${floorOne.map((x) => x.toFixed(0)).join(' ')}); the change's document alone median ${f(median(floorDoc))} ` +
+        `(${floorDoc.map((x) => x.toFixed(0)).join(' ')})`,
+    )
     console.log(
       `  one rule added to a group of ${users} ports -> kernel holds it   median ${f(median(hot))} ` +
         `(compile ${f(median(parts.compile))}, plan ${f(median(parts.plan))}, write ${f(median(parts.write))}; ` +
