@@ -3,10 +3,12 @@
  * discovery, password auth with X-Subject-Token and a catalog whose `network` endpoint is this
  * server, token validation, and the project/user/role/role-assignment calls tempest's dynamic
  * credentials make). `keystoneAuth()`: validates tokens against an external Keystone as
- * keystonemiddleware does. Tokens of the built-in identity live in memory (a restart logs
- * everyone out; clients re-authenticate).
+ * keystonemiddleware does. Tokens of the built-in identity are kept in the store (a hash of
+ * each), so they survive a restart and every server process on one database accepts them; each
+ * process remembers a token it has seen for `tokenCacheMs` (a revocation made through another
+ * process takes effect there within that time, as with keystonemiddleware's cache).
  */
-import { randomBytes, randomUUID, scryptSync, timingSafeEqual } from 'node:crypto'
+import { createHash, randomBytes, randomUUID, scryptSync, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Store } from '../store/index.js'
 import type { Authenticator } from './app.js'
@@ -50,6 +52,8 @@ export interface BuiltinIdentityOptions {
   readonly adminUser?: string
   readonly adminProject?: string
   readonly region?: string
+  /** How long a process trusts a token it has already looked up (ms; default 5000). */
+  readonly tokenCacheMs?: number
 }
 
 /** Creates the admin user/project/roles if missing (idempotent) and returns the authenticator. */
@@ -111,7 +115,7 @@ export async function builtinIdentity(store: Store, opts: BuiltinIdentityOptions
         .execute()
   })
 
-  const tokens = new Map<string, Token>()
+  const tokens = tokenStore(store, opts.tokenCacheMs ?? 5000)
 
   const rolesOf = async (userId: string, projectId: string) =>
     db
@@ -122,16 +126,7 @@ export async function builtinIdentity(store: Store, opts: BuiltinIdentityOptions
       .where('identity_assignments.project_id', '=', projectId)
       .execute()
 
-  const live = (id: string | undefined): Token | null => {
-    if (!id) return null
-    const t = tokens.get(id)
-    if (!t) return null
-    if (t.expires < Date.now()) {
-      tokens.delete(id)
-      return null
-    }
-    return t
-  }
+  const live = (id: string | undefined) => tokens.live(id)
 
   const baseUrl = (req: FastifyRequest) =>
     `${(req.headers['x-forwarded-proto'] as string | undefined) ?? req.protocol}://${req.headers.host ?? 'localhost'}`
@@ -210,8 +205,8 @@ export async function builtinIdentity(store: Store, opts: BuiltinIdentityOptions
   }
 
   const register = (app: FastifyInstance) => {
-    const requireAdmin = (req: FastifyRequest, reply: FastifyReply): Token | null => {
-      const t = live(req.headers['x-auth-token'] as string | undefined)
+    const requireAdmin = async (req: FastifyRequest, reply: FastifyReply): Promise<Token | null> => {
+      const t = await live(req.headers['x-auth-token'] as string | undefined)
       if (!t) {
         void keystoneError(reply, 401, 'Unauthorized', 'The request you have made requires authentication.')
         return null
@@ -244,7 +239,7 @@ export async function builtinIdentity(store: Store, opts: BuiltinIdentityOptions
         if (!userRow?.enabled || !verifyPassword(password, userRow.password_hash))
           return keystoneError(reply, 401, 'Unauthorized', 'The request you have made requires authentication.')
       } else if (methods.includes('token')) {
-        const t = live(((identity.token ?? {}) as Record<string, unknown>).id as string | undefined)
+        const t = await live(((identity.token ?? {}) as Record<string, unknown>).id as string | undefined)
         if (!t) return keystoneError(reply, 401, 'Unauthorized', 'The request you have made requires authentication.')
         userRow = await db.selectFrom('identity_users').selectAll().where('id', '=', t.userId).executeTakeFirst()
         if (!userRow)
@@ -264,7 +259,6 @@ export async function builtinIdentity(store: Store, opts: BuiltinIdentityOptions
       if (project && roles.length === 0)
         return keystoneError(reply, 401, 'Unauthorized', 'The request you have made requires authentication.')
       const now = Date.now()
-      const id = randomBytes(24).toString('hex')
       const token: Token = {
         userId: userRow.id,
         userName: userRow.name,
@@ -274,17 +268,17 @@ export async function builtinIdentity(store: Store, opts: BuiltinIdentityOptions
         expires: now + TOKEN_TTL_MS,
         audit: randomBytes(8).toString('hex'),
       }
-      tokens.set(id, token)
+      const id = await tokens.issue(token)
       reply.code(201).header('X-Subject-Token', id)
       return tokenBody(token, req, !(req.query as Record<string, unknown>).nocatalog)
     })
 
     const validate = async (req: FastifyRequest, reply: FastifyReply, head: boolean) => {
-      const caller = live(req.headers['x-auth-token'] as string | undefined)
+      const caller = await live(req.headers['x-auth-token'] as string | undefined)
       if (!caller)
         return keystoneError(reply, 401, 'Unauthorized', 'The request you have made requires authentication.')
       const subjectId = req.headers['x-subject-token'] as string | undefined
-      const subject = live(subjectId)
+      const subject = await live(subjectId)
       if (!subject) return keystoneError(reply, 404, 'Not Found', `Could not find token: ${subjectId ?? ''}.`)
       if (head) return reply.code(200).send()
       reply.header('X-Subject-Token', subjectId)
@@ -293,13 +287,13 @@ export async function builtinIdentity(store: Store, opts: BuiltinIdentityOptions
     app.get('/identity/v3/auth/tokens', { exposeHeadRoute: false }, (req, reply) => validate(req, reply, false))
     app.head('/identity/v3/auth/tokens', (req, reply) => validate(req, reply, true))
     app.delete('/identity/v3/auth/tokens', async (req, reply) => {
-      if (!live(req.headers['x-auth-token'] as string | undefined))
+      if (!(await live(req.headers['x-auth-token'] as string | undefined)))
         return keystoneError(reply, 401, 'Unauthorized', 'The request you have made requires authentication.')
-      tokens.delete(req.headers['x-subject-token'] as string)
+      await tokens.revoke(req.headers['x-subject-token'] as string | undefined)
       return reply.code(204).send()
     })
     app.get('/identity/v3/auth/projects', async (req, reply) => {
-      const t = live(req.headers['x-auth-token'] as string | undefined)
+      const t = await live(req.headers['x-auth-token'] as string | undefined)
       if (!t) return keystoneError(reply, 401, 'Unauthorized', 'The request you have made requires authentication.')
       const ids = await db
         .selectFrom('identity_assignments')
@@ -351,24 +345,24 @@ export async function builtinIdentity(store: Store, opts: BuiltinIdentityOptions
     const qs = (req: FastifyRequest) => req.query as Record<string, string | undefined>
 
     app.get('/identity/v3/domains', async (req, reply) => {
-      if (!requireAdmin(req, reply)) return reply
+      if (!(await requireAdmin(req, reply))) return reply
       return { domains: [{ ...DOMAIN, enabled: true, description: 'The default domain', links: {} }] }
     })
     app.get('/identity/v3/domains/:id', async (req, reply) => {
-      if (!requireAdmin(req, reply)) return reply
+      if (!(await requireAdmin(req, reply))) return reply
       const id = (req.params as { id: string }).id
       if (id !== DOMAIN.id) return keystoneError(reply, 404, 'Not Found', `Could not find domain: ${id}.`)
       return { domain: { ...DOMAIN, enabled: true, description: 'The default domain', links: {} } }
     })
 
     app.get('/identity/v3/projects', async (req, reply) => {
-      if (!requireAdmin(req, reply)) return reply
+      if (!(await requireAdmin(req, reply))) return reply
       let q = db.selectFrom('identity_projects').selectAll()
       if (qs(req).name) q = q.where('name', '=', qs(req).name!)
       return { projects: (await q.execute()).map(projectWire) }
     })
     app.post('/identity/v3/projects', async (req, reply) => {
-      if (!requireAdmin(req, reply)) return reply
+      if (!(await requireAdmin(req, reply))) return reply
       const p = (json(req).project ?? {}) as Record<string, unknown>
       if (typeof p.name !== 'string' || !p.name)
         return keystoneError(reply, 400, 'Bad Request', "'name' is a required property")
@@ -393,14 +387,14 @@ export async function builtinIdentity(store: Store, opts: BuiltinIdentityOptions
       return { project: projectWire(row) }
     })
     app.get('/identity/v3/projects/:id', async (req, reply) => {
-      if (!requireAdmin(req, reply)) return reply
+      if (!(await requireAdmin(req, reply))) return reply
       const id = (req.params as { id: string }).id
       const p = await db.selectFrom('identity_projects').selectAll().where('id', '=', id).executeTakeFirst()
       if (!p) return keystoneError(reply, 404, 'Not Found', `Could not find project: ${id}.`)
       return { project: projectWire(p) }
     })
     app.delete('/identity/v3/projects/:id', async (req, reply) => {
-      if (!requireAdmin(req, reply)) return reply
+      if (!(await requireAdmin(req, reply))) return reply
       const id = (req.params as { id: string }).id
       const gone = await store.write(async (w) => {
         const r = await w.tx.deleteFrom('identity_projects').where('id', '=', id).executeTakeFirst()
@@ -412,13 +406,13 @@ export async function builtinIdentity(store: Store, opts: BuiltinIdentityOptions
     })
 
     app.get('/identity/v3/users', async (req, reply) => {
-      if (!requireAdmin(req, reply)) return reply
+      if (!(await requireAdmin(req, reply))) return reply
       let q = db.selectFrom('identity_users').selectAll()
       if (qs(req).name) q = q.where('name', '=', qs(req).name!)
       return { users: (await q.execute()).map(userWire) }
     })
     app.post('/identity/v3/users', async (req, reply) => {
-      if (!requireAdmin(req, reply)) return reply
+      if (!(await requireAdmin(req, reply))) return reply
       const u = (json(req).user ?? {}) as Record<string, unknown>
       if (typeof u.name !== 'string' || !u.name)
         return keystoneError(reply, 400, 'Bad Request', "'name' is a required property")
@@ -449,33 +443,33 @@ export async function builtinIdentity(store: Store, opts: BuiltinIdentityOptions
       return { user: userWire(row) }
     })
     app.get('/identity/v3/users/:id', async (req, reply) => {
-      if (!requireAdmin(req, reply)) return reply
+      if (!(await requireAdmin(req, reply))) return reply
       const id = (req.params as { id: string }).id
       const u = await db.selectFrom('identity_users').selectAll().where('id', '=', id).executeTakeFirst()
       if (!u) return keystoneError(reply, 404, 'Not Found', `Could not find user: ${id}.`)
       return { user: userWire(u) }
     })
     app.delete('/identity/v3/users/:id', async (req, reply) => {
-      if (!requireAdmin(req, reply)) return reply
+      if (!(await requireAdmin(req, reply))) return reply
       const id = (req.params as { id: string }).id
       const gone = await store.write(async (w) => {
         const r = await w.tx.deleteFrom('identity_users').where('id', '=', id).executeTakeFirst()
         await w.tx.deleteFrom('identity_assignments').where('user_id', '=', id).execute()
         return Number(r.numDeletedRows) > 0
       })
-      for (const [k, t] of tokens) if (t.userId === id) tokens.delete(k)
+      await tokens.revokeUser(id)
       if (!gone) return keystoneError(reply, 404, 'Not Found', `Could not find user: ${id}.`)
       return reply.code(204).send()
     })
 
     app.get('/identity/v3/roles', async (req, reply) => {
-      if (!requireAdmin(req, reply)) return reply
+      if (!(await requireAdmin(req, reply))) return reply
       let q = db.selectFrom('identity_roles').selectAll()
       if (qs(req).name) q = q.where('name', '=', qs(req).name!)
       return { roles: (await q.execute()).map((r) => ({ ...r, domain_id: null, links: {} })) }
     })
     app.post('/identity/v3/roles', async (req, reply) => {
-      if (!requireAdmin(req, reply)) return reply
+      if (!(await requireAdmin(req, reply))) return reply
       const r = (json(req).role ?? {}) as Record<string, unknown>
       if (typeof r.name !== 'string' || !r.name)
         return keystoneError(reply, 400, 'Bad Request', "'name' is a required property")
@@ -490,7 +484,7 @@ export async function builtinIdentity(store: Store, opts: BuiltinIdentityOptions
     })
 
     const assignment = async (req: FastifyRequest, reply: FastifyReply, op: 'put' | 'head' | 'delete') => {
-      if (!requireAdmin(req, reply)) return reply
+      if (!(await requireAdmin(req, reply))) return reply
       const { p, u, r } = req.params as { p: string; u: string; r: string }
       const [proj, user, role] = await Promise.all([
         db.selectFrom('identity_projects').select('id').where('id', '=', p).executeTakeFirst(),
@@ -532,12 +526,12 @@ export async function builtinIdentity(store: Store, opts: BuiltinIdentityOptions
     app.head('/identity/v3/projects/:p/users/:u/roles/:r', (req, reply) => assignment(req, reply, 'head'))
     app.delete('/identity/v3/projects/:p/users/:u/roles/:r', (req, reply) => assignment(req, reply, 'delete'))
     app.get('/identity/v3/projects/:p/users/:u/roles', async (req, reply) => {
-      if (!requireAdmin(req, reply)) return reply
+      if (!(await requireAdmin(req, reply))) return reply
       const { p, u } = req.params as { p: string; u: string }
       return { roles: (await rolesOf(u, p)).map((r) => ({ ...r, domain_id: null, links: {} })) }
     })
     app.get('/identity/v3/role_assignments', async (req, reply) => {
-      if (!requireAdmin(req, reply)) return reply
+      if (!(await requireAdmin(req, reply))) return reply
       const q = qs(req)
       let sel = db.selectFrom('identity_assignments').selectAll()
       if (q['user.id']) sel = sel.where('user_id', '=', q['user.id'])
@@ -559,10 +553,68 @@ export async function builtinIdentity(store: Store, opts: BuiltinIdentityOptions
     realm: '/identity/v3',
     register,
     async authenticate(req): Promise<RequestContext | null> {
-      const t = live(req.headers['x-auth-token'] as string | undefined)
+      const t = await live(req.headers['x-auth-token'] as string | undefined)
       if (!t?.project) return null
       const roles = t.roles.map((r) => r.name.toLowerCase())
       return { projectId: t.project.id, userId: t.userId, isAdmin: roles.includes('admin'), roles }
+    },
+  }
+}
+
+// ------------------------------------------------------------------ token store
+
+const hashToken = (id: string) => createHash('sha256').update(id).digest('hex')
+
+/** Tokens of the built-in identity: rows in `identity_tokens`, with a short per-process cache. */
+function tokenStore(store: Store, cacheMs: number) {
+  const db = store.db
+  const cache = new Map<string, { token: Token; checked: number }>()
+  let issued = 0
+  const drop = (id: string) => cache.delete(id)
+  return {
+    async issue(token: Token): Promise<string> {
+      const id = randomBytes(24).toString('hex')
+      await db
+        .insertInto('identity_tokens')
+        .values({ id_hash: hashToken(id), user_id: token.userId, expires: token.expires, body: JSON.stringify(token) })
+        .execute()
+      cache.set(id, { token, checked: Date.now() })
+      // Expired rows are pruned now and then (a token past its expiry is refused anyway).
+      if (++issued % 100 === 1) await db.deleteFrom('identity_tokens').where('expires', '<', Date.now()).execute()
+      return id
+    },
+    async live(id: string | undefined): Promise<Token | null> {
+      // Our ids are 48 hex digits: anything else is not worth a lookup.
+      if (!id || !/^[0-9a-f]{48}$/.test(id)) return null
+      const now = Date.now()
+      const hit = cache.get(id)
+      if (hit && now - hit.checked < cacheMs) {
+        if (hit.token.expires >= now) return hit.token
+        drop(id)
+        return null
+      }
+      const row = await db
+        .selectFrom('identity_tokens')
+        .select(['body', 'expires'])
+        .where('id_hash', '=', hashToken(id))
+        .executeTakeFirst()
+      if (!row || Number(row.expires) < now) {
+        drop(id)
+        return null
+      }
+      const token = JSON.parse(row.body) as Token
+      if (cache.size > 10_000) cache.clear()
+      cache.set(id, { token, checked: now })
+      return token
+    },
+    async revoke(id: string | undefined): Promise<void> {
+      if (!id) return
+      drop(id)
+      await db.deleteFrom('identity_tokens').where('id_hash', '=', hashToken(id)).execute()
+    },
+    async revokeUser(userId: string): Promise<void> {
+      for (const [k, v] of cache) if (v.token.userId === userId) drop(k)
+      await db.deleteFrom('identity_tokens').where('user_id', '=', userId).execute()
     },
   }
 }

@@ -25,6 +25,8 @@ export interface ServerOptions {
   readonly keystonePassword?: string
   readonly keystoneProject?: string
   readonly logger?: boolean | object
+  /** Built-in identity: how long a process trusts a token it has looked up (ms; default 5000). */
+  readonly tokenCacheMs?: number
 }
 
 export interface RunningServer {
@@ -52,7 +54,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
           )
         adminPassword = randomBytes(12).toString('base64url')
       }
-      auth = await builtinIdentity(store, { adminPassword })
+      auth = await builtinIdentity(store, {
+        adminPassword,
+        ...(opts.tokenCacheMs !== undefined ? { tokenCacheMs: opts.tokenCacheMs } : {}),
+      })
     } else {
       const { keystoneUrl: url, keystoneUser: user, keystonePassword: password, keystoneProject: project } = opts
       if (!url || !user || !password || !project)

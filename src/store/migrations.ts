@@ -203,10 +203,26 @@ const m0003: Migration = {
   },
 }
 
+const m0004: Migration = {
+  async up(db: AnyDb) {
+    // Tokens of the built-in identity, so that they survive a restart and every server process
+    // on one database accepts them. Only a hash of the token is stored.
+    await db.schema
+      .createTable('identity_tokens')
+      .addColumn('id_hash', 'text', (c) => c.primaryKey())
+      .addColumn('user_id', 'text', (c) => c.notNull())
+      .addColumn('expires', 'bigint', (c) => c.notNull())
+      .addColumn('body', 'text', (c) => c.notNull())
+      .execute()
+    await db.schema.createIndex('identity_tokens_user').on('identity_tokens').column('user_id').execute()
+  },
+}
+
 export const migrations: Record<string, Migration> = {
   '0001_initial': m0001,
   '0002_lookup_indexes': m0002,
   '0003_rule_duplicate_index': m0003,
+  '0004_identity_tokens': m0004,
 }
 
 export const migrationProvider: MigrationProvider = {

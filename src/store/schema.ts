@@ -167,6 +167,16 @@ export interface IdentityAssignmentTable {
   role_id: string
 }
 
+export interface IdentityTokenTable {
+  /** sha256 (hex) of the token id */
+  id_hash: string
+  user_id: string
+  /** milliseconds since the epoch */
+  expires: number
+  /** the token's JSON (user, project, roles, issued, expires, audit id) */
+  body: string
+}
+
 export interface Database {
   security_groups: SecurityGroupTable
   security_group_rules: SecurityGroupRuleTable
@@ -185,6 +195,7 @@ export interface Database {
   identity_users: IdentityUserTable
   identity_roles: IdentityRoleTable
   identity_assignments: IdentityAssignmentTable
+  identity_tokens: IdentityTokenTable
 }
 
 export type Unused = Generated<number>
