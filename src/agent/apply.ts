@@ -13,6 +13,7 @@ import {
   type Plan,
   type PlanOptions,
   planApply,
+  planApplyCompiled,
   planChange,
 } from './plan.js'
 
@@ -71,6 +72,22 @@ export async function applyDesired(host: Host, desired: DesiredState, options: P
   const actual = await readActual(host)
   const t1 = performance.now()
   const plan = planApply(desired, actual, withHostDefaults(host, options))
+  const t2 = performance.now()
+  await executePlan(host, plan)
+  const t3 = performance.now()
+  return { plan, timings: { read: t1 - t0, plan: t2 - t1, write: t3 - t2 } }
+}
+
+/** applyDesired with the desired state as the compiler's Rulesets (no render-and-parse of whole documents). */
+export async function applyCompiled(
+  host: Host,
+  desired: CompiledState,
+  options: PlanOptions = {},
+): Promise<ApplyReport> {
+  const t0 = performance.now()
+  const actual = await readActual(host)
+  const t1 = performance.now()
+  const plan = planApplyCompiled(desired, actual, withHostDefaults(host, options))
   const t2 = performance.now()
   await executePlan(host, plan)
   const t3 = performance.now()

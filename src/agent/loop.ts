@@ -15,9 +15,7 @@ import type { Host } from '../host/host.js'
 import type { HostState, Port, Scenario, SecurityGroup } from '../model/types.js'
 import { parseScenario } from '../model/validate.js'
 import { parseIptablesSave } from '../netfilter/parse-save.js'
-import { renderNormalized } from '../netfilter/render.js'
-import { type ApplyReport, applyCompiledChange, applyDesired } from './apply.js'
-import type { DesiredState } from './plan.js'
+import { type ApplyReport, applyCompiled, applyCompiledChange } from './apply.js'
 
 export interface AgentOptions {
   /** `http://host:port` of the sgwall server. */
@@ -140,13 +138,7 @@ export class Agent {
     const full = this.lastApplied === null || this.dirty || performance.now() - this.lastFullSync > resyncMs
     let report: ApplyReport
     if (full) {
-      const desired: DesiredState = {
-        ipv4: renderNormalized(compiled.ipv4),
-        ipv6: renderNormalized(compiled.ipv6),
-        ipsets: compiled.ipsets,
-        conntrack: compiled.conntrack,
-      }
-      report = await applyDesired(this.options.dataplane, desired)
+      report = await applyCompiled(this.options.dataplane, compiled)
       this.lastFullSync = performance.now()
       this.dirty = false
     } else {

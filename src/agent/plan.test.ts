@@ -6,12 +6,13 @@ import { compileScenarioStates, toStateResult } from '../compile/index.js'
 import { FakeHost } from '../host/fake-host.js'
 import { HostCommandError } from '../host/host.js'
 import { parseScenario } from '../model/validate.js'
-import { applyCompiledChange, applyDesired, diffDesired } from './apply.js'
+import { applyCompiled, applyCompiledChange, applyDesired, diffDesired, readActual } from './apply.js'
 import {
   type DesiredState,
   isInSync,
   parseConntrackCommand,
   planApply,
+  planApplyCompiled,
   renderForeignView,
   renderOwnedView,
 } from './plan.js'
@@ -338,6 +339,49 @@ describe('planChange from the compiler Rulesets (hot path)', () => {
     for (let i = 1; i < states.length; i++) {
       await applyCompiledChange(host, states[i - 1]!, states[i]!)
       await expectHolds(host, toStateResult(states[i]!))
+    }
+  })
+})
+
+describe('planApplyCompiled: the plan from the Rulesets equals the plan from the rendered text', () => {
+  const names = readdirSync(FIXTURES).filter((n) => !n.includes('.'))
+  const compiled = names.flatMap((name) => {
+    const { scenario } = parseScenario(JSON.parse(readFileSync(join(FIXTURES, name, 'scenario.json'), 'utf8')))
+    return compileScenarioStates(scenario!)
+  })
+  it('for every fixture state against kernels holding nothing, foreign rules, itself, or another state (with drift)', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.nat(compiled.length - 1),
+        fc.option(fc.nat(compiled.length - 1)),
+        fc.nat(),
+        fc.nat(7),
+        async (i, j, dropSeed, maxEdit) => {
+          const host = new FakeHost()
+          host.loadSave(4, FOREIGN_V4)
+          if (j !== null) await applyDesired(host, toStateResult(compiled[j]!))
+          const save = await host.iptablesSave(4)
+          const filter = save.slice(save.indexOf('*filter'), save.indexOf('COMMIT', save.indexOf('*filter')))
+          const ours = filter.split('\n').filter((l) => l.startsWith('-A neutron-'))
+          if (ours.length && dropSeed % 3 === 0)
+            await host.iptablesRestore(4, `*filter\n${ours[dropSeed % ours.length]!.replace(/^-A/, '-D')}\nCOMMIT\n`)
+          const actual = await readActual(host)
+          const split = dropSeed % 2 ? { splitMinRules: 1, splitChunkRules: 1 + (dropSeed % 5) } : {}
+          const options = { maxEdit, ...split }
+          const fromText = planApply(toStateResult(compiled[i]!), actual, options)
+          expect(planApplyCompiled(compiled[i]!, actual, options)).toEqual(fromText)
+          expect(fromText.issues).toEqual([])
+        },
+      ),
+      { numRuns: 200 },
+    )
+  })
+  it('applyCompiled makes the kernel hold the compiler output', async () => {
+    const host = new FakeHost()
+    host.loadSave(4, FOREIGN_V4)
+    for (const c of compiled.slice(0, 20)) {
+      await applyCompiled(host, c)
+      await expectHolds(host, toStateResult(c))
     }
   })
 })

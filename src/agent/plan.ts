@@ -555,10 +555,40 @@ function conntrackDeletions(lines: readonly string[], issues: PlanIssue[]): Conn
 
 /** Compute the plan that makes the kernel hold `desired`. Pure. */
 export function planApply(desired: DesiredState, actual: ActualState, options: PlanOptions = {}): Plan {
-  const o = options.ownership ?? NEUTRON_OWNERSHIP
   const issues: PlanIssue[] = []
   const d4 = parseDoc(desired.ipv4, 'desired.ipv4', issues)
   const d6 = parseDoc(desired.ipv6, 'desired.ipv6', issues)
+  return planFromDocs(d4, d6, desired, actual, options, issues)
+}
+
+/**
+ * planApply with the desired state as the compiler hands it over (Rulesets): the chains are
+ * taken as they are, without rendering the whole document and parsing it back; each rule's
+ * body is rendered once per Rule object (the compiler reuses them between compiles), so a
+ * periodic full reconcile of an agent costs little more than reading the kernel. Same plan
+ * as `planApply(toStateResult(desired), actual)`.
+ */
+export function planApplyCompiled(desired: CompiledState, actual: ActualState, options: PlanOptions = {}): Plan {
+  return planFromDocs(savedDoc(desired.ipv4), savedDoc(desired.ipv6), desired, actual, options, [])
+}
+
+/**
+ * A Ruleset as a SavedDoc. Unlike its normalized rendering it keeps the compiler's chain order
+ * and pristine tables: planFamily's result does not depend on either (the equality test checks).
+ */
+function savedDoc(r: Ruleset): SavedDoc {
+  return { tables: r.tables.map((t) => ({ name: t.name, chains: t.chains.map(savedChain) })) }
+}
+
+function planFromDocs(
+  d4: SavedDoc,
+  d6: SavedDoc,
+  desired: { readonly ipsets: Readonly<Record<string, readonly string[]>>; readonly conntrack: readonly string[] },
+  actual: ActualState,
+  options: PlanOptions,
+  issues: PlanIssue[],
+): Plan {
+  const o = options.ownership ?? NEUTRON_OWNERSHIP
   const a4 = parseDoc(actual.ipv4, 'actual.ipv4', [])
   const a6 = parseDoc(actual.ipv6, 'actual.ipv6', [])
   const maxEdit = options.maxEdit ?? 4
