@@ -228,6 +228,19 @@ describe('parseScenario', () => {
     expect(messages).toMatch(/rules\[2\]\.id: duplicate rule id/)
   })
 
+  it('rejects two ports whose ids give the same chain names, accepts ids that differ within 10 characters', () => {
+    const s = withPort({}) as { ports: Array<Record<string, unknown>> }
+    const p = s.ports[0]!
+    const id = p.id as string
+    const { device: _device, ...rest } = p
+    const twin = { ...rest, id: `${id.slice(0, 10)}9${id.slice(11)}`, mac_address: 'fa:16:3e:00:00:99' }
+    const r = parseScenario({ ...s, ports: [p, twin] })
+    const hit = r.issues.find((i) => i.path === '$.ports[1].id')
+    expect(hit?.message).toMatch(/same per-port chain names .*first 10 characters/)
+    const apart = { ...twin, id: `${id.slice(0, 9)}f${id.slice(10)}` }
+    expect(parseScenario({ ...s, ports: [p, apart] }).issues).toEqual([])
+  })
+
   it('applies the API canonicalization', () => {
     const r = parseScenario(
       withRule({ protocol: 'TCP', port_range_min: 1, port_range_max: 65535, remote_ip_prefix: '10.0.0.1' }),

@@ -283,6 +283,7 @@ function parsePorts(v: Json, path: string, c: Collector): Port[] | null {
   const out: Port[] = []
   const ids = new Set<string>()
   const devices = new Map<string, string>()
+  const chainOwners = new Map<string, string>()
   v.forEach((p, i) => {
     const pp = `${path}[${i}]`
     if (!isObject(p)) {
@@ -316,6 +317,15 @@ function parsePorts(v: Json, path: string, c: Collector): Port[] | null {
       const other = devices.get(dev)
       if (other) c.add(`${pp}.id`, `port ids ${other} and ${id} give the same device name ${dev}`)
       devices.set(dev, id)
+      // Neutron names a port's chains by the first 10 characters of its id (i/o/s + 10, 11 in all).
+      const chainKey = id.slice(0, 10)
+      const same = chainOwners.get(chainKey)
+      if (same && same !== id)
+        c.add(
+          `${pp}.id`,
+          `port ids ${same} and ${id} give the same per-port chain names (Neutron uses the first 10 characters: ${chainKey})`,
+        )
+      chainOwners.set(chainKey, id)
       if (p.device !== undefined && p.device !== dev)
         c.add(
           `${pp}.device`,

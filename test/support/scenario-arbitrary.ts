@@ -101,7 +101,7 @@ export const scenarioArbitrary: fc.Arbitrary<RawScenario> = fc
     stateless: fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }),
     rules: fc.array(fc.array(ruleShape, { maxLength: 6 }), { minLength: 4, maxLength: 4 }),
     ruleIds: fc.uniqueArray(fc.uuid({ version: 4 }), { minLength: 24, maxLength: 24 }),
-    portIds: fc.uniqueArray(fc.uuid({ version: 4 }), { maxLength: 5, selector: (u) => u.slice(0, 11) }),
+    portIds: fc.uniqueArray(fc.uuid({ version: 4 }), { maxLength: 5, selector: (u) => u.slice(0, 10) }),
     networks: fc.array(fc.uuid({ version: 4 }), { minLength: 2, maxLength: 2 }),
     portShapes: fc.array(
       fc.record({
