@@ -128,10 +128,10 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   // Every write transaction is timed for /metrics (sgwall_store_duration_seconds{op="write"}).
   const store: Store = {
     ...opts.store,
-    async write(fn) {
+    async write(fn, options) {
       const t0 = performance.now()
       try {
-        return await opts.store.write(fn)
+        return await opts.store.write(fn, options)
       } finally {
         metrics.observeStore('write', (performance.now() - t0) / 1000)
       }

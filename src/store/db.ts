@@ -3,25 +3,26 @@
  * and the one way to write: `store.write(fn)`. Every write transaction first bumps the
  * single revision counter row; that row lock serialises writers (on PostgreSQL too), so
  * revisions are committed in order and a change-feed reader never sees revision N+1
- * before N. Every change appended with `log()` carries that revision.
+ * before N. Writes that queue up while a transaction runs share the next one (group commit),
+ * each in its own savepoint with its own revision. Every change appended with `log()`
+ * carries its write's revision.
  */
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import SqliteDatabase from 'better-sqlite3'
 import {
+  CompiledQuery,
   Kysely,
   Migrator,
-  type OperationNode,
   PostgresDialect,
   type PostgresPool,
   type PostgresPoolClient,
   SqliteDialect,
-  sql,
   type Transaction,
 } from 'kysely'
 import pg from 'pg'
 import { migrationProvider } from './migrations.js'
-import type { ChangeTable, Database } from './schema.js'
+import type { Database } from './schema.js'
 
 export type DialectName = 'sqlite' | 'postgres'
 
@@ -48,26 +49,51 @@ export interface WriteContext {
    * Nothing later in the transaction may depend on its effect, and two deferred statements
    * must not touch the same row.
    */
-  defer(query: DeferrableQuery): Promise<void>
+  defer(query: DeferrableQuery | RawStatement): Promise<void>
 }
 
 /** A Kysely insert/update/delete builder of the transaction (`w.tx`). */
 export interface DeferrableQuery {
-  toOperationNode(): OperationNode
+  compile(): { readonly sql: string; readonly parameters: readonly unknown[] }
   execute(): Promise<unknown>
+}
+
+/**
+ * A hand-written insert/update/delete for `defer`, in the store's dialect: `?` parameters on
+ * SQLite, `$1`… on PostgreSQL (renumbered when it becomes a CTE; no `$` elsewhere in the text).
+ */
+export interface RawStatement {
+  readonly sql: string
+  readonly parameters: readonly unknown[]
+}
+
+export interface WriteOptions {
+  /**
+   * The write changes nothing before it returns except through `defer`, `log` and
+   * `nextStandardAttrId` (it only reads through `tx`): on PostgreSQL it then needs no savepoint
+   * in a batch (one round trip less).
+   */
+  readonly deferredOnly?: boolean
 }
 
 export interface Store {
   readonly db: Kysely<Database>
   readonly dialect: DialectName
-  write<T>(fn: (w: WriteContext) => Promise<T>): Promise<T>
+  /**
+   * Runs `fn` in a transaction with the next revision. Writes that arrive while a transaction
+   * is in flight share the next one (group commit): each in its own savepoint, in arrival order,
+   * each with its own revision; a failing write is rolled back alone. `fn` may be run again
+   * (from scratch, in a new transaction) when another write of its batch broke the transaction,
+   * so it must have no effect outside the transaction.
+   */
+  write<T>(fn: (w: WriteContext) => Promise<T>, options?: WriteOptions): Promise<T>
   /**
    * Current committed revision, read after the call (never a value cached from before it).
    * SQLite: one prepared statement when no transaction is open; PostgreSQL: concurrent callers
    * share one query that started after they called.
    */
   revision(): Promise<number>
-  /** Called after every committed write (same process). */
+  /** Called after every committed write (same process), once per revision, in order. */
   onCommit(listener: (revision: number) => void): () => void
   close(): Promise<void>
 }
@@ -136,96 +162,202 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     revisionNow = () => (sqlite.inTransaction ? readRevision() : Promise.resolve(Number(stmt.get())))
   } else revisionNow = coalesced(readRevision)
 
-  const store: Store = {
-    db,
-    dialect,
-    async write<T>(fn: (w: WriteContext) => Promise<T>): Promise<T> {
-      const { result, revision } = await db.transaction().execute(async (tx) => {
-        // This row lock serialises writers; the standard attribute id counter is read with it and
-        // written back once at the end when ids were reserved.
-        // Without parameters, so that on PostgreSQL it travels with the `begin` (see foldingBegin).
-        const { rows } = await sql<{
-          revision: number
-          standard_attr_id: number
-        }>`update sgwall_meta set revision = revision + 1 where id = 1 returning revision, standard_attr_id`.execute(tx)
+  /** Writes waiting for the next batch; a batch runs them in one transaction (see `write`). */
+  const queue: Pending[] = []
+  let draining = false
+  const runQueue = async () => {
+    draining = true
+    try {
+      while (queue.length > 0) await runBatch(queue.splice(0, MAX_BATCH))
+    } finally {
+      draining = false
+    }
+  }
+
+  const raw = (tx: Transaction<Database>, text: string, params: readonly unknown[] = []) =>
+    tx.executeQuery<Record<string, unknown>>(CompiledQuery.raw(text, params as unknown[]))
+
+  /**
+   * One transaction for every write of `batch`, in order. Each write runs in its own savepoint
+   * (on PostgreSQL a `deferredOnly` write needs none: it changes nothing before its flush), its
+   * deferred statements and change rows are flushed before the next write starts (so it sees them),
+   * and it gets the next revision: a write that fails is rolled back alone and its revision is
+   * reused. When a failure leaves the transaction unusable (PostgreSQL aborts it on any SQL error
+   * outside a savepoint), everything is rolled back, the failed write is answered, and the others
+   * go back to the front of the queue and run again from scratch.
+   */
+  async function runBatch(batch: Pending[]): Promise<void> {
+    const outcomes: { p: Pending; ok: boolean; value: unknown; revision: number }[] = []
+    let retry: Pending[] | null = null
+    let revisions: number[] = []
+    try {
+      await db.transaction().execute(async (tx) => {
+        // This row lock serialises writers (on PostgreSQL across server processes too). Without
+        // parameters, so that on PostgreSQL it travels with the `begin` (see foldingBegin).
+        const { rows } = await raw(tx, LOCK_SQL)
         const meta = rows[0]
         if (!meta) throw new Error('sgwall_meta row missing')
-        const stdBase = Number(meta.standard_attr_id)
-        let stdReserved = 0
-        const deferred: DeferrableQuery[] = []
-        const rev = Number(meta.revision)
-        const now = isoSeconds(clock())
-        let seq = 0
-        const pendingChanges: ChangeTable[] = []
-        const ctx: WriteContext = {
-          tx,
-          revision: rev,
-          now,
-          async log(change) {
-            // Buffered: all change rows of the transaction are inserted in one statement before commit.
-            seq += 1
-            pendingChanges.push({
-              revision: rev,
-              seq,
-              resource: change.resource,
-              resource_id: change.resource_id,
-              action: change.action,
-              project_id: change.project_id ?? null,
-              body: change.body === undefined || change.body === null ? null : JSON.stringify(change.body),
-              created_at: now,
-            })
-          },
-          async nextStandardAttrId(count = 1) {
-            const first = stdBase + stdReserved + 1
-            stdReserved += count
-            return first
-          },
-          async defer(query) {
-            if (dialect === 'postgres') deferred.push(query)
-            else await query.execute()
-          },
-        }
-        const result = await fn(ctx)
-        const tail: DeferrableQuery[] = [...deferred]
-        if (stdReserved > 0)
-          tail.push(
-            tx
-              .updateTable('sgwall_meta')
-              .set({ standard_attr_id: stdBase + stdReserved })
-              .where('id', '=', 1),
-          )
-        if (pendingChanges.length === 0) for (const q of tail) await q.execute()
-        for (let k = 0; k < pendingChanges.length; k += 500) {
-          const insert = tx.insertInto('changes').values(pendingChanges.slice(k, k + 500))
-          if (k > 0 || tail.length === 0) await insert.execute()
-          else if (dialect === 'sqlite') {
-            for (const q of tail) await q.execute()
-            await insert.execute()
-          } else {
-            // PostgreSQL: one statement, `WITH d0 AS (…), d1 AS (…) INSERT INTO changes …`.
-            // Kysely only reads each builder's operation node, so the chain is typed loosely.
-            let chain = tx as unknown as CteChain
-            tail.forEach((q, n) => {
-              chain = chain.with(`d${n}`, () => q)
-            })
-            await chain
-              .insertInto('changes')
-              .values(pendingChanges.slice(k, k + 500))
-              .execute()
+        const before = Number(meta.revision) - 1
+        let metaRev = before + 1
+        let metaStd = Number(meta.standard_attr_id)
+        let nextRev = before + 1
+        let savepointOpen = false
+        for (let k = 0; k < batch.length; k++) {
+          const p = batch[k]!
+          const rev = nextRev
+          const guarded = dialect === 'sqlite' || !p.deferredOnly
+          if (guarded) {
+            if (dialect === 'sqlite') {
+              if (savepointOpen) await raw(tx, 'release savepoint w')
+              await raw(tx, 'savepoint w')
+            } else await raw(tx, savepointOpen ? 'release savepoint w; savepoint w' : 'savepoint w')
+            savepointOpen = true
+          }
+          const stdBase = metaStd
+          let stdReserved = 0
+          const deferred: Deferred[] = []
+          const now = isoSeconds(clock())
+          let seq = 0
+          const changes: unknown[][] = []
+          const ctx: WriteContext = {
+            tx,
+            revision: rev,
+            now,
+            async log(change) {
+              // Buffered: the change rows of the write are inserted in one statement at its end.
+              seq += 1
+              changes.push([
+                rev,
+                seq,
+                change.resource,
+                change.resource_id,
+                change.action,
+                change.project_id ?? null,
+                change.body === undefined || change.body === null ? null : JSON.stringify(change.body),
+                now,
+              ])
+            },
+            async nextStandardAttrId(count = 1) {
+              const first = stdBase + stdReserved + 1
+              stdReserved += count
+              return first
+            },
+            async defer(query) {
+              if (dialect === 'postgres') deferred.push(query)
+              else if (isRaw(query)) await raw(tx, query.sql, query.parameters)
+              else await query.execute()
+            },
+          }
+          try {
+            const value = await p.fn(ctx)
+            const meta: [number, number] | null =
+              rev !== metaRev || stdReserved > 0 ? [rev, stdBase + stdReserved] : null
+            await flush(tx, deferred, meta, changes)
+            metaRev = rev
+            metaStd = stdBase + stdReserved
+            nextRev = rev + 1
+            outcomes.push({ p, ok: true, value, revision: rev })
+          } catch (err) {
+            let usable: boolean
+            if (guarded) {
+              try {
+                await raw(tx, 'rollback to savepoint w')
+                usable = dialect === 'postgres' || (sqliteHandle?.inTransaction ?? false)
+              } catch {
+                usable = false
+              }
+            } else usable = !(err instanceof pg.DatabaseError)
+            if (!usable) {
+              // Answer this write; run the others again in a new transaction.
+              retry = batch.filter((_, j) => j !== k)
+              outcomes.length = 0
+              outcomes.push({ p, ok: false, value: err, revision: 0 })
+              throw RETRY
+            }
+            outcomes.push({ p, ok: false, value: err, revision: 0 })
           }
         }
-        if (rev % pruneEvery === 0) {
-          // Prune the change log every `pruneEvery` revisions, keeping the last `limit` revisions.
-          const cut = rev - limit
+        revisions = outcomes.filter((o) => o.ok).map((o) => o.revision)
+        const last = revisions[revisions.length - 1]
+        if (last === undefined) throw NOTHING // every write failed: leave the revision as it was
+        if (Math.floor(last / pruneEvery) > Math.floor(before / pruneEvery)) {
+          // Every `pruneEvery` revisions, prune the change log to its last `limit` revisions.
+          const cut = last - limit
           if (cut > 0) {
             await tx.deleteFrom('changes').where('revision', '<=', cut).execute()
             await tx.updateTable('sgwall_meta').set({ pruned_through: cut }).where('id', '=', 1).execute()
           }
         }
-        return { result, revision: rev }
       })
-      for (const l of listeners) l(revision)
-      return result
+    } catch (err) {
+      if (err === RETRY && retry) {
+        queue.unshift(...(retry as Pending[]))
+        for (const o of outcomes) o.p.reject(o.value)
+        return
+      }
+      if (err !== NOTHING) {
+        // Nothing of the batch was committed: every caller gets the error.
+        for (const p of batch) p.reject(err)
+        return
+      }
+      revisions = []
+    }
+    for (const r of revisions) for (const l of listeners) l(r)
+    for (const o of outcomes) (o.ok ? o.p.resolve : o.p.reject)(o.value)
+  }
+
+  /**
+   * A write's deferred statements, standard attribute id / revision (`meta`) and change rows.
+   * SQLite: deferred statements already ran; the rest are two prepared statements. PostgreSQL:
+   * one statement, `WITH "d0" AS (…), "d1" AS (…) INSERT INTO changes …` when there are change rows.
+   */
+  async function flush(
+    tx: Transaction<Database>,
+    deferred: Deferred[],
+    meta: [number, number] | null,
+    changes: unknown[][],
+  ): Promise<void> {
+    const parts: { sql: string; parameters: readonly unknown[] }[] = deferred.map((q) => (isRaw(q) ? q : q.compile()))
+    if (meta) parts.push({ sql: META_SQL[dialect], parameters: meta })
+    if (changes.length === 0 || dialect === 'sqlite') {
+      for (const q of parts) await raw(tx, q.sql, q.parameters)
+      for (let k = 0; k < changes.length; k += CHANGE_CHUNK) {
+        const chunk = changes.slice(k, k + CHANGE_CHUNK)
+        await raw(tx, changesInsert(dialect, chunk.length, 0), chunk.flat())
+      }
+      return
+    }
+    const first = changes.slice(0, CHANGE_CHUNK)
+    let text = ''
+    const params: unknown[] = []
+    parts.forEach((q, n) => {
+      const offset = params.length
+      text += `${n === 0 ? 'with' : ','} "d${n}" as (${q.sql.replace(/\$(\d+)/g, (_, i) => `$${Number(i) + offset}`)})`
+      params.push(...q.parameters)
+    })
+    await raw(tx, `${text}${text ? ' ' : ''}${changesInsert(dialect, first.length, params.length)}`, [
+      ...params,
+      ...first.flat(),
+    ])
+    for (let k = CHANGE_CHUNK; k < changes.length; k += CHANGE_CHUNK) {
+      const chunk = changes.slice(k, k + CHANGE_CHUNK)
+      await raw(tx, changesInsert(dialect, chunk.length, 0), chunk.flat())
+    }
+  }
+
+  const store: Store = {
+    db,
+    dialect,
+    write<T>(fn: (w: WriteContext) => Promise<T>, options?: WriteOptions): Promise<T> {
+      return new Promise<T>((resolve, reject) => {
+        queue.push({
+          fn,
+          resolve: resolve as (v: unknown) => void,
+          reject,
+          deferredOnly: options?.deferredOnly ?? false,
+        })
+        if (!draining) void runQueue()
+      })
     },
     revision: revisionNow,
     onCommit(listener) {
@@ -239,10 +371,41 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
   return store
 }
 
-interface CteChain {
-  with(name: string, body: () => DeferrableQuery): CteChain
-  insertInto(table: 'changes'): { values(rows: ChangeTable[]): { execute(): Promise<unknown> } }
+/** At most this many writes share a transaction. */
+const MAX_BATCH = 64
+const CHANGE_CHUNK = 500
+const LOCK_SQL = 'update sgwall_meta set revision = revision + 1 where id = 1 returning revision, standard_attr_id'
+const META_SQL: Record<DialectName, string> = {
+  sqlite: 'update "sgwall_meta" set "revision" = ?, "standard_attr_id" = ? where "id" = 1',
+  postgres: 'update "sgwall_meta" set "revision" = $1, "standard_attr_id" = $2 where "id" = 1',
 }
+const CHANGE_COLUMNS = '"revision", "seq", "resource", "resource_id", "action", "project_id", "body", "created_at"'
+/** `insert into changes … values (…), …` for `rows` rows, PostgreSQL parameters numbered after `offset`. */
+function changesInsert(dialect: DialectName, rows: number, offset: number): string {
+  const tuples: string[] = []
+  for (let r = 0; r < rows; r++) {
+    if (dialect === 'sqlite') tuples.push('(?, ?, ?, ?, ?, ?, ?, ?)')
+    else {
+      const b = offset + r * 8
+      tuples.push(`($${b + 1}, $${b + 2}, $${b + 3}, $${b + 4}, $${b + 5}, $${b + 6}, $${b + 7}, $${b + 8})`)
+    }
+  }
+  return `insert into "changes" (${CHANGE_COLUMNS}) values ${tuples.join(', ')}`
+}
+
+const RETRY = Symbol('retry the batch')
+const NOTHING = Symbol('nothing to commit')
+
+interface Pending {
+  readonly fn: (w: WriteContext) => Promise<unknown>
+  readonly resolve: (v: unknown) => void
+  readonly reject: (err: unknown) => void
+  readonly deferredOnly: boolean
+}
+
+type Deferred = DeferrableQuery | RawStatement
+
+const isRaw = (q: Deferred): q is RawStatement => typeof (q as RawStatement).sql === 'string'
 
 /**
  * Concurrent callers of `read` share one call that started after they called: while a read

@@ -6,11 +6,14 @@
  */
 export {
   type ChangeInput,
+  type DeferrableQuery,
   type DialectName,
   isoSeconds,
   openStore,
+  type RawStatement,
   type Store,
   type StoreOptions,
   type WriteContext,
+  type WriteOptions,
 } from './db.js'
 export type { Database } from './schema.js'

@@ -132,11 +132,16 @@ for (const d of storeDialects()) {
       } as typeof original
       let rev = 0
       try {
-        rev = await store.write(async (w) => {
-          await w.defer(w.tx.insertInto('security_groups').values(group('deferred', now, await w.nextStandardAttrId())))
-          await w.log({ resource: 'security_group', resource_id: 'deferred', action: 'create' })
-          return w.revision
-        })
+        rev = await store.write(
+          async (w) => {
+            await w.defer(
+              w.tx.insertInto('security_groups').values(group('deferred', now, await w.nextStandardAttrId())),
+            )
+            await w.log({ resource: 'security_group', resource_id: 'deferred', action: 'create' })
+            return w.revision
+          },
+          { deferredOnly: true },
+        )
       } finally {
         pg.Client.prototype.query = original
       }
