@@ -2,7 +2,6 @@
  * security-groups and security-group-rules (spec §5, §6): wire format, default group,
  * validation and normalisation, duplicate detection, cascades, quotas, visibility.
  */
-import { CompiledQuery } from 'kysely'
 import type { DialectName, Store, WriteContext } from '../store/index.js'
 import type { SecurityGroupRuleTable, SecurityGroupTable } from '../store/schema.js'
 import { type AttrDef, type Body, processAttributes } from './body.js'
@@ -867,13 +866,13 @@ async function ruleWriteChecks(
       `case when ${limitSql} >= 0 then (select count(*) from "security_group_rules" where "project_id" = ${p(project)}) else 0 end as "used", ` +
       `(select coalesce(json_agg("id"), '[]') from (${visibleSql()}) v) as "visible", ` +
       `(select coalesce(json_agg(r), '[]') from (select * from "security_group_rules" where ${candidatesWhere()}) r) as "candidates"`
-    const { rows } = await w.tx.executeQuery<{
+    const [row] = await w.query<{
       limit: number
       used: number
       visible: string[]
       candidates: SecurityGroupRuleTable[]
-    }>(CompiledQuery.raw(text, params))
-    const row = rows[0]!
+    }>({ sql: text, parameters: params })
+    if (!row) throw new Error('rule checks returned no row')
     return {
       limit: Number(row.limit),
       used: Number(row.used),
@@ -881,10 +880,7 @@ async function ruleWriteChecks(
       candidates: row.candidates,
     }
   }
-  const run = async <R>(text: string) => {
-    const { rows } = await w.tx.executeQuery<R>(CompiledQuery.raw(text, params.splice(0)))
-    return rows
-  }
+  const run = <R>(text: string) => w.query<R>({ sql: text, parameters: params.splice(0) })
   const quota = await run<{ hard_limit: number }>(quotaSql())
   const limit = quota[0] ? Number(quota[0].hard_limit) : defaultLimit
   const used =

@@ -50,6 +50,11 @@ export interface WriteContext {
    * must not touch the same row.
    */
   defer(query: DeferrableQuery | RawStatement): Promise<void>
+  /**
+   * Runs a hand-written statement in the transaction and returns its rows (none for a write).
+   * SQLite: at once (so never while a Kysely query of `tx` is pending).
+   */
+  query<R = Record<string, unknown>>(stmt: RawStatement): Promise<R[]>
 }
 
 /** A Kysely insert/update/delete builder of the transaction (`w.tx`). */
@@ -118,6 +123,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
   let db: Kysely<Database>
   let dialect: DialectName
   let sqliteHandle: SqliteDatabase.Database | null = null
+  let sqlitePrepare: ((sql: string) => SqliteDatabase.Statement) | null = null
   if (/^postgres(ql)?:\/\//.test(url)) {
     dialect = 'postgres'
     // int8 (count(*), sums) as numbers: our counts stay far below 2^53.
@@ -137,7 +143,9 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     sqlite.pragma('synchronous = NORMAL')
     sqlite.pragma('busy_timeout = 5000')
     sqliteHandle = sqlite
-    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: cachingPrepare(sqlite) }) })
+    const cached = cachingPrepare(sqlite)
+    sqlitePrepare = cached.prepare
+    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: cached.database }) })
   }
   const migrator = new Migrator({ db, provider: migrationProvider })
   const { error } = await migrator.migrateToLatest()
@@ -166,7 +174,6 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
   const queue: Pending[] = []
   let draining = false
   const runQueue = async () => {
-    draining = true
     try {
       while (queue.length > 0) await runBatch(queue.splice(0, MAX_BATCH))
     } finally {
@@ -174,8 +181,23 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     }
   }
 
-  const raw = (tx: Transaction<Database>, text: string, params: readonly unknown[] = []) =>
-    tx.executeQuery<Record<string, unknown>>(CompiledQuery.raw(text, params as unknown[]))
+  /**
+   * A hand-written statement in the batch's transaction. SQLite: run at once on the connection
+   * the transaction holds (no Kysely query of the transaction may be pending).
+   */
+  const raw = async <R = Record<string, unknown>>(
+    tx: Transaction<Database>,
+    text: string,
+    params: readonly unknown[] = [],
+  ): Promise<{ rows: R[] }> => {
+    if (sqlitePrepare) {
+      const stmt = sqlitePrepare(text)
+      if (stmt.reader) return { rows: stmt.all(...params) as R[] }
+      stmt.run(...params)
+      return { rows: [] }
+    }
+    return tx.executeQuery<R>(CompiledQuery.raw(text, params as unknown[]))
+  }
 
   /**
    * One transaction for every write of `batch`, in order. Each write runs in its own savepoint
@@ -187,6 +209,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
    * go back to the front of the queue and run again from scratch.
    */
   async function runBatch(batch: Pending[]): Promise<void> {
+    if (process.env.DBG_BATCH) (globalThis as any).__b = ((globalThis as any).__b ?? []).concat(batch.length)
     const outcomes: { p: Pending; ok: boolean; value: unknown; revision: number }[] = []
     let retry: Pending[] | null = null
     let revisions: number[] = []
@@ -241,6 +264,9 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
               const first = stdBase + stdReserved + 1
               stdReserved += count
               return first
+            },
+            async query<R>(stmt: RawStatement) {
+              return (await raw<R>(tx, stmt.sql, stmt.parameters)).rows
             },
             async defer(query) {
               if (dialect === 'postgres') deferred.push(query)
@@ -356,7 +382,12 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
           reject,
           deferredOnly: options?.deferredOnly ?? false,
         })
-        if (!draining) void runQueue()
+        if (!draining) {
+          // Start after the current round of I/O callbacks, so that the requests read in it share
+          // the transaction (on SQLite a batch otherwise runs to its end before the next one is read).
+          draining = true
+          setImmediate(runQueue)
+        }
       })
     },
     revision: revisionNow,
@@ -443,7 +474,10 @@ export function coalesced<T>(read: () => Promise<T>): () => Promise<T> {
  * every query anew, which costs more than running most of ours). A statement still being
  * iterated is not shared.
  */
-function cachingPrepare(sqlite: SqliteDatabase.Database): SqliteDatabase.Database {
+function cachingPrepare(sqlite: SqliteDatabase.Database): {
+  database: SqliteDatabase.Database
+  prepare: (sql: string) => SqliteDatabase.Statement
+} {
   const cache = new Map<string, SqliteDatabase.Statement>()
   const prepare = (sql: string) => {
     const hit = cache.get(sql)
@@ -455,13 +489,14 @@ function cachingPrepare(sqlite: SqliteDatabase.Database): SqliteDatabase.Databas
     }
     return stmt
   }
-  return new Proxy(sqlite, {
+  const database = new Proxy(sqlite, {
     get(target, prop) {
       if (prop === 'prepare') return prepare
       const v = Reflect.get(target, prop, target)
       return typeof v === 'function' ? v.bind(target) : v
     },
   })
+  return { database, prepare }
 }
 
 /**
