@@ -110,6 +110,8 @@ export interface StoreOptions {
   readonly pruneEvery?: number
   /** Clock for timestamps (tests may pin it). */
   readonly clock?: () => Date
+  /** Called with the number of writes of every batch (one transaction) when it ends. */
+  readonly onBatch?: (writes: number) => void
   /** Called when an idle PostgreSQL connection fails (it is dropped and replaced). */
   readonly onPoolError?: (err: Error) => void
 }
@@ -209,7 +211,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
    * go back to the front of the queue and run again from scratch.
    */
   async function runBatch(batch: Pending[]): Promise<void> {
-    if (process.env.DBG_BATCH) (globalThis as any).__b = ((globalThis as any).__b ?? []).concat(batch.length)
+    options.onBatch?.(batch.length)
     const outcomes: { p: Pending; ok: boolean; value: unknown; revision: number }[] = []
     let retry: Pending[] | null = null
     let revisions: number[] = []
