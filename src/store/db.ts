@@ -55,6 +55,13 @@ export interface WriteContext {
    * SQLite: at once (so never while a Kysely query of `tx` is pending).
    */
   query<R = Record<string, unknown>>(stmt: RawStatement): Promise<R[]>
+  /**
+   * PostgreSQL only: flushes what the write deferred and logged so far (hand-written statements
+   * with a `guard`) in one statement with `check`, and only if the check's `ok` holds; returns the
+   * check's row and whether the flush was applied (if not, nothing changed and everything stays
+   * pending). One round trip for a write whose checks pass.
+   */
+  flushIf<R = Record<string, unknown>>(check: GuardedCheck): Promise<{ row: R; applied: boolean }>
 }
 
 /** A Kysely insert/update/delete builder of the transaction (`w.tx`). */
@@ -70,6 +77,16 @@ export interface DeferrableQuery {
 export interface RawStatement {
   readonly sql: string
   readonly parameters: readonly unknown[]
+  /** How a condition is appended (`flushIf`): `where` (an `insert … select … from (values …) v`) or `and`. */
+  readonly guard?: 'where' | 'and'
+}
+
+/** The check of `flushIf`: a select of one row (PostgreSQL parameters), and when it lets the write go. */
+export interface GuardedCheck {
+  readonly sql: string
+  readonly parameters: readonly unknown[]
+  /** SQL condition on the row, its columns named `"c"."column"`. */
+  readonly ok: string
 }
 
 export interface WriteOptions {
@@ -240,10 +257,15 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
           }
           const stdBase = metaStd
           let stdReserved = 0
-          const deferred: Deferred[] = []
+          let deferred: Deferred[] = []
           const now = isoSeconds(clock())
           let seq = 0
-          const changes: unknown[][] = []
+          let changes: unknown[][] = []
+          // What the meta row must become after this write: null when it already is that.
+          let revWritten = rev === metaRev
+          let stdWritten = 0
+          const pendingMeta = (): [number, number] | null =>
+            revWritten && stdReserved === stdWritten ? null : [rev, stdBase + stdReserved]
           const ctx: WriteContext = {
             tx,
             revision: rev,
@@ -275,12 +297,21 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
               else if (isRaw(query)) await raw(tx, query.sql, query.parameters)
               else await query.execute()
             },
+            async flushIf<R>(check: GuardedCheck) {
+              if (dialect !== 'postgres') throw new Error('flushIf is for PostgreSQL')
+              const { row, applied } = await flush<R>(tx, deferred, pendingMeta(), changes, check)
+              if (applied) {
+                deferred = []
+                changes = []
+                revWritten = true
+                stdWritten = stdReserved
+              }
+              return { row, applied }
+            },
           }
           try {
             const value = await p.fn(ctx)
-            const meta: [number, number] | null =
-              rev !== metaRev || stdReserved > 0 ? [rev, stdBase + stdReserved] : null
-            await flush(tx, deferred, meta, changes)
+            await flush(tx, deferred, pendingMeta(), changes)
             metaRev = rev
             metaStd = stdBase + stdReserved
             nextRev = rev + 1
@@ -337,40 +368,71 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
   /**
    * A write's deferred statements, standard attribute id / revision (`meta`) and change rows.
    * SQLite: deferred statements already ran; the rest are two prepared statements. PostgreSQL:
-   * one statement, `WITH "d0" AS (…), "d1" AS (…) INSERT INTO changes …` when there are change rows.
+   * one statement, `WITH "d0" AS (…), "d1" AS (…) INSERT INTO changes …` when there are change rows;
+   * with `check`, `WITH "c" AS (check), "ok" AS (…), "d0" AS (… WHERE EXISTS ok) … SELECT "c".*, …`:
+   * everything guarded by the check, whose row is returned.
    */
-  async function flush(
+  async function flush<R = Record<string, unknown>>(
     tx: Transaction<Database>,
     deferred: Deferred[],
     meta: [number, number] | null,
     changes: unknown[][],
-  ): Promise<void> {
-    const parts: { sql: string; parameters: readonly unknown[] }[] = deferred.map((q) => (isRaw(q) ? q : q.compile()))
-    if (meta) parts.push({ sql: META_SQL[dialect], parameters: meta })
-    if (changes.length === 0 || dialect === 'sqlite') {
+    check?: GuardedCheck,
+  ): Promise<{ row: R; applied: boolean }> {
+    const guard = ' exists (select 1 from "ok")'
+    const parts: { sql: string; parameters: readonly unknown[] }[] = deferred.map((q) => {
+      if (!isRaw(q)) {
+        if (check) throw new Error('flushIf needs hand-written deferred statements')
+        return q.compile()
+      }
+      if (!check) return q
+      if (!q.guard) throw new Error('flushIf needs deferred statements that say how to guard them')
+      return { sql: `${q.sql} ${q.guard}${guard}`, parameters: q.parameters }
+    })
+    if (meta) parts.push({ sql: check ? `${META_SQL[dialect]} and${guard}` : META_SQL[dialect], parameters: meta })
+    if (!check && (changes.length === 0 || dialect === 'sqlite')) {
       for (const q of parts) await raw(tx, q.sql, q.parameters)
       for (let k = 0; k < changes.length; k += CHANGE_CHUNK) {
         const chunk = changes.slice(k, k + CHANGE_CHUNK)
         await raw(tx, changesInsert(dialect, chunk.length, 0), chunk.flat())
       }
-      return
+      return { row: {} as R, applied: true }
     }
+    // PostgreSQL: one statement.
     const first = changes.slice(0, CHANGE_CHUNK)
+    const rest = changes.slice(CHANGE_CHUNK)
+    if (check && rest.length > 0) throw new Error('flushIf: too many change rows')
     let text = ''
     const params: unknown[] = []
-    parts.forEach((q, n) => {
+    const cte = (name: string, q: { sql: string; parameters: readonly unknown[] }) => {
       const offset = params.length
-      text += `${n === 0 ? 'with' : ','} "d${n}" as (${q.sql.replace(/\$(\d+)/g, (_, i) => `$${Number(i) + offset}`)})`
+      text += `${text ? ',' : 'with'} "${name}" as (${q.sql.replace(/\$(\d+)/g, (_, i) => `$${Number(i) + offset}`)})`
       params.push(...q.parameters)
-    })
-    await raw(tx, `${text}${text ? ' ' : ''}${changesInsert(dialect, first.length, params.length)}`, [
-      ...params,
-      ...first.flat(),
-    ])
-    for (let k = CHANGE_CHUNK; k < changes.length; k += CHANGE_CHUNK) {
-      const chunk = changes.slice(k, k + CHANGE_CHUNK)
+    }
+    if (check) {
+      cte('c', check)
+      text += `, "ok" as (select 1 from "c" where ${check.ok})`
+    }
+    for (const [n, q] of parts.entries()) cte(`d${n}`, q)
+    let main: string
+    if (check) {
+      if (first.length > 0)
+        cte(`d${parts.length}`, {
+          sql: `${changesInsert(dialect, first.length, 0, true)} where${guard}`,
+          parameters: first.flat(),
+        })
+      main = `select "c".*,${guard} as "applied" from "c"`
+    } else {
+      main = changesInsert(dialect, first.length, params.length)
+      params.push(...first.flat())
+    }
+    const { rows } = await raw<R & { applied?: boolean }>(tx, `${text} ${main}`, params)
+    for (let k = 0; k < rest.length; k += CHANGE_CHUNK) {
+      const chunk = rest.slice(k, k + CHANGE_CHUNK)
       await raw(tx, changesInsert(dialect, chunk.length, 0), chunk.flat())
     }
+    const row = rows[0] ?? ({} as R & { applied?: boolean })
+    return { row, applied: check ? row.applied === true : true }
   }
 
   const store: Store = {
@@ -413,17 +475,25 @@ const META_SQL: Record<DialectName, string> = {
   postgres: 'update "sgwall_meta" set "revision" = $1, "standard_attr_id" = $2 where "id" = 1',
 }
 const CHANGE_COLUMNS = '"revision", "seq", "resource", "resource_id", "action", "project_id", "body", "created_at"'
-/** `insert into changes … values (…), …` for `rows` rows, PostgreSQL parameters numbered after `offset`. */
-function changesInsert(dialect: DialectName, rows: number, offset: number): string {
+/**
+ * `insert into changes … values (…), …` for `rows` rows, PostgreSQL parameters numbered after
+ * `offset`; `select`: `insert … select * from (values …) v` with typed parameters (a `where` may follow).
+ */
+function changesInsert(dialect: DialectName, rows: number, offset: number, select = false): string {
   const tuples: string[] = []
   for (let r = 0; r < rows; r++) {
     if (dialect === 'sqlite') tuples.push('(?, ?, ?, ?, ?, ?, ?, ?)')
     else {
       const b = offset + r * 8
-      tuples.push(`($${b + 1}, $${b + 2}, $${b + 3}, $${b + 4}, $${b + 5}, $${b + 6}, $${b + 7}, $${b + 8})`)
+      tuples.push(
+        select
+          ? `($${b + 1}::integer, $${b + 2}::integer, $${b + 3}::text, $${b + 4}::text, $${b + 5}::text, $${b + 6}::text, $${b + 7}::text, $${b + 8}::text)`
+          : `($${b + 1}, $${b + 2}, $${b + 3}, $${b + 4}, $${b + 5}, $${b + 6}, $${b + 7}, $${b + 8})`,
+      )
     }
   }
-  return `insert into "changes" (${CHANGE_COLUMNS}) values ${tuples.join(', ')}`
+  const values = `values ${tuples.join(', ')}`
+  return `insert into "changes" (${CHANGE_COLUMNS}) ${select ? `select * from (${values}) v` : values}`
 }
 
 const RETRY = Symbol('retry the batch')

@@ -8,6 +8,7 @@ export {
   type ChangeInput,
   type DeferrableQuery,
   type DialectName,
+  type GuardedCheck,
   isoSeconds,
   openStore,
   type RawStatement,

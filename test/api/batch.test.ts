@@ -92,6 +92,7 @@ const rule =
 const OPS: Op[] = [
   ['A:80', rule('A', 80)],
   ['A:80 again', rule('A', 80)],
+  ['A:80 udp (a candidate, not a duplicate)', rule('A', 80, { protocol: 'udp' })],
   ['A:22 exists', rule('A', 22)],
   ['A:81 as 81-81 with protocol 6', rule('A', 81, { protocol: '6' })],
   ['A:81 as tcp', rule('A', 81)],
