@@ -215,6 +215,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
       stmt.run(...params)
       return { rows: [] }
     }
+    if (params.length > 0) preparedName(text)
     return tx.executeQuery<R>(CompiledQuery.raw(text, params as unknown[]))
   }
 
@@ -572,6 +573,16 @@ function cachingPrepare(sqlite: SqliteDatabase.Database): {
 }
 
 /**
+ * Hand-written PostgreSQL statements run as named prepared statements (parsed and planned once
+ * per connection): text → name, for the first `MAX_PREPARED` texts.
+ */
+const PREPARED = new Map<string, string>()
+const MAX_PREPARED = 500
+function preparedName(text: string): void {
+  if (!PREPARED.has(text) && PREPARED.size < MAX_PREPARED) PREPARED.set(text, `sgw${PREPARED.size + 1}`)
+}
+
+/**
  * The PostgreSQL pool as Kysely sees it, with clients that hold back a bare `begin` and send it
  * in one simple-protocol message with the next statement when that statement has no parameters
  * (the write path's revision bump): one round trip less per transaction, inside the revision lock's
@@ -597,6 +608,8 @@ function foldingBegin(pool: pg.Pool): PostgresPool {
         }
         await client.query('begin')
       }
+      const name = bare ? undefined : PREPARED.get(text)
+      if (name) return client.query({ name, text, values: values as unknown[] })
       return client.query(text, values as unknown[] | undefined)
     }
     return {
