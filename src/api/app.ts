@@ -142,7 +142,10 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     bodyLimit: 4 * 1024 * 1024,
     genReqId: () => `req-${randomUUID()}`,
     // Neutron accepts a `.json` format suffix (tempest uses `/quotas/<p>/details.json`).
-    rewriteUrl: (req) => (req.url ?? '/').replace(/^([^?]*?)\.json(?=\?|$)/, '$1'),
+    rewriteUrl: (req) => {
+      const url = req.url ?? '/'
+      return url.includes('.json') ? url.replace(/^([^?]*?)\.json(?=\?|$)/, '$1') : url
+    },
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1000 },
     // Errors Fastify raises before routing (bad URL encoding, bad content type) keep the Neutron shape.
     frameworkErrors: (error, _req, res) => {

@@ -133,8 +133,15 @@ export interface StoreOptions {
   readonly onPoolError?: (err: Error) => void
 }
 
+let lastSecond = Number.NaN
+let lastIso = ''
 export function isoSeconds(d: Date): string {
-  return `${d.toISOString().slice(0, 19)}Z`
+  const second = Math.floor(d.getTime() / 1000)
+  if (second !== lastSecond) {
+    lastIso = `${d.toISOString().slice(0, 19)}Z`
+    lastSecond = second
+  }
+  return lastIso
 }
 
 /** `url`: `postgres://…`/`postgresql://…`, `:memory:`, `sqlite:PATH`, or a file path. */
@@ -242,13 +249,15 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
         if (!meta) throw new Error('sgwall_meta row missing')
         const before = Number(meta.revision) - 1
         let metaRev = before + 1
-        let metaStd = Number(meta.standard_attr_id)
+        const std0 = Number(meta.standard_attr_id)
+        let metaStd = std0
         let nextRev = before + 1
         let savepointOpen = false
         for (let k = 0; k < batch.length; k++) {
           const p = batch[k]!
           const rev = nextRev
-          const guarded = dialect === 'sqlite' || !p.deferredOnly
+          // A deferredOnly write changes nothing before its flush (SQLite: its deferred statements wait for it).
+          const guarded = !p.deferredOnly
           if (guarded) {
             if (dialect === 'sqlite') {
               if (savepointOpen) await raw(tx, 'release savepoint w')
@@ -294,7 +303,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
               return (await raw<R>(tx, stmt.sql, stmt.parameters)).rows
             },
             async defer(query) {
-              if (dialect === 'postgres') deferred.push(query)
+              if (dialect === 'postgres' || !guarded) deferred.push(query)
               else if (isRaw(query)) await raw(tx, query.sql, query.parameters)
               else await query.execute()
             },
@@ -310,9 +319,12 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
               return { row, applied }
             },
           }
+          let flushing = false
           try {
             const value = await p.fn(ctx)
-            await flush(tx, deferred, pendingMeta(), changes)
+            flushing = true
+            // SQLite: the meta row is written once, at the end of the batch.
+            await flush(tx, deferred, dialect === 'sqlite' ? null : pendingMeta(), changes)
             metaRev = rev
             metaStd = stdBase + stdReserved
             nextRev = rev + 1
@@ -326,7 +338,8 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
               } catch {
                 usable = false
               }
-            } else usable = !(err instanceof pg.DatabaseError)
+            } else if (dialect === 'postgres') usable = !(err instanceof pg.DatabaseError)
+            else usable = !flushing && (sqliteHandle?.inTransaction ?? false)
             if (!usable) {
               // Answer this write; run the others again in a new transaction.
               retry = batch.filter((_, j) => j !== k)
@@ -340,6 +353,8 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
         revisions = outcomes.filter((o) => o.ok).map((o) => o.revision)
         const last = revisions[revisions.length - 1]
         if (last === undefined) throw NOTHING // every write failed: leave the revision as it was
+        if (dialect === 'sqlite' && (metaRev !== before + 1 || metaStd !== std0))
+          await raw(tx, META_SQL.sqlite, [metaRev, metaStd])
         if (Math.floor(last / pruneEvery) > Math.floor(before / pruneEvery)) {
           // Every `pruneEvery` revisions, prune the change log to its last `limit` revisions.
           const cut = last - limit
