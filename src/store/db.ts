@@ -377,8 +377,16 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
       }
       revisions = []
     }
-    for (const r of revisions) for (const l of listeners) l(r)
+    // Callers continue after this (their continuations are microtasks), listeners first: as before batching.
     for (const o of outcomes) (o.ok ? o.p.resolve : o.p.reject)(o.value)
+    for (const r of revisions)
+      for (const l of listeners) {
+        try {
+          l(r)
+        } catch {
+          // A listener's failure is its own; the writes are committed and answered.
+        }
+      }
   }
 
   /**
