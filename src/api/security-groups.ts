@@ -711,7 +711,10 @@ export async function createRules(store: Store, ctx: RequestContext, items: Body
       // PostgreSQL, the usual case: the checks and the writes in one statement, applied when the checks
       // pass at once in SQL (no duplicate candidates at all); otherwise decided below, as on SQLite.
       const oneStatement =
-        store.dialect === 'postgres' && inPost.size === drafts.length && drafts.every((d) => !d.remote_address_group_id)
+        store.dialect === 'postgres' &&
+        drafts.length <= 100 &&
+        inPost.size === drafts.length &&
+        drafts.every((d) => !d.remote_address_group_id)
       if (oneStatement) {
         const rows = await deferRuleWrites(store.dialect, w, drafts)
         const q = ruleChecksQuery('postgres', ctx, project, groupIds, drafts)

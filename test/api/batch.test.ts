@@ -165,6 +165,25 @@ async function state(w: World) {
 
 for (const d of storeDialects()) {
   describe.skipIf(!d.available)(`group commit on ${d.name}`, () => {
+    it('creates 600 rules in one bulk (change rows in several statements)', async () => {
+      const w = await world(d.name)
+      try {
+        await w.store.write(async (x) => {
+          await x.tx.updateTable('quotas').set({ hard_limit: -1 }).where('project_id', '=', 'p').execute()
+        })
+        const before = await w.store.revision()
+        const items = Array.from({ length: 600 }, (_, k) => tcp('B', 10_000 + k)(w.ids))
+        const rows = await createRules(w.store, ctx, items, true)
+        expect(rows).toHaveLength(600)
+        const page = await readChanges(w.store, before, 10_000)
+        if (page === 'truncated') throw new Error('truncated')
+        expect(page.changes.map((c) => c.revision)).toEqual(Array(600).fill(before + 1))
+        expect(page.changes.map((c) => c.id)).toEqual(rows.map((r) => r.id))
+      } finally {
+        await w.close()
+      }
+    })
+
     it('concurrent writes answer and change exactly as the same writes run one after another', async () => {
       const batched = await world(d.name)
       const serial = await world(d.name)
