@@ -10,6 +10,7 @@
 import { mkdirSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname } from 'node:path'
+import { setImmediate } from 'node:timers'
 import { Worker } from 'node:worker_threads'
 import SqliteDatabase from 'better-sqlite3'
 import {
@@ -477,6 +478,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
         if (!draining) {
           // Start after the current round of I/O callbacks, so that the requests read in it share
           // the transaction (on SQLite a batch otherwise runs to its end before the next one is read).
+          // (The timers module's own setImmediate: fake timers in a test do not stop the store.)
           draining = true
           setImmediate(runQueue)
         }
