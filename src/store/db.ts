@@ -382,7 +382,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
       }
       revisions = []
     }
-    // Callers continue after this (their continuations are microtasks), listeners first: as before batching.
+    // Answered, then listeners: both before any caller continues (continuations are microtasks), as before.
     for (const o of outcomes) (o.ok ? o.p.resolve : o.p.reject)(o.value)
     for (const r of revisions)
       for (const l of listeners) {
