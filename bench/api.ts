@@ -6,7 +6,9 @@
  * Prints medians (p50), p90, throughput and the server process's CPU time per request (the
  * service time without queueing; PostgreSQL's own processes not included); never asserts timings.
  *
- *   npx tsc -p tsconfig.build.json; node dist/bench/api.js [--dialects sqlite,postgres] [--groups 5000] [--only WORD]
+ *   npx tsc -p tsconfig.build.json; node dist/bench/api.js [--dialects sqlite,postgres] [--groups 5000] [--only WORD] [--repeat N]
+ *   (`--repeat N`: run the selected operations N times in the same server, each round printed: the later
+ *   rounds show the server with its code paths warmed up; creates use new ports every round)
  *   (PostgreSQL needs SGWALL_TEST_PG_URL, e.g. `source scripts/start-postgres.sh`)
  */
 import { fork } from 'node:child_process'
@@ -170,7 +172,12 @@ async function runServer(url: string): Promise<void> {
   })
 }
 
-async function benchDialect(dialect: 'sqlite' | 'postgres', groups: number, only: string): Promise<void> {
+async function benchDialect(
+  dialect: 'sqlite' | 'postgres',
+  groups: number,
+  only: string,
+  repeat: number,
+): Promise<void> {
   let url: string
   let cleanup: () => Promise<void>
   if (dialect === 'sqlite') {
@@ -225,59 +232,62 @@ async function benchDialect(dialect: 'sqlite' | 'postgres', groups: number, only
     }
     const load0 = loadavg()
     await load(base, 1, 2, () => ({ method: 'GET', path: '/v2.0/security-groups' })) // warm-up
-    await add([
-      'list all groups (full, 1 client)',
-      () => load(base, 1, 5, () => ({ method: 'GET', path: '/v2.0/security-groups' })),
-    ])
-    await add([
-      'list all groups (full, gzip, 1 client)',
-      () => load(base, 1, 5, () => ({ method: 'GET', path: '/v2.0/security-groups', gzip: true })),
-    ])
-    await add([
-      'list all groups (full, 16 clients)',
-      () => load(base, 16, 32, () => ({ method: 'GET', path: '/v2.0/security-groups' })),
-    ])
-    await add([
-      'list all groups (OSC fields, 16 clients)',
-      () =>
-        load(base, 16, 160, () => ({
-          method: 'GET',
-          path: '/v2.0/security-groups?fields=id&fields=name&fields=description&fields=project_id&fields=tags',
-        })),
-    ])
-    await add([
-      'show group with 100 rules (16 clients)',
-      () => load(base, 16, 2000, () => ({ method: 'GET', path: `/v2.0/security-groups/${bigGroup}` })),
-    ])
-    await add([
-      'show one rule (16 clients)',
-      () => load(base, 16, 5000, () => ({ method: 'GET', path: `/v2.0/security-group-rules/${ruleId}` })),
-    ])
-    await add([
-      'list rules of one group (16 clients)',
-      () =>
-        load(base, 16, 2000, () => ({
-          method: 'GET',
-          path: `/v2.0/security-group-rules?security_group_id=${bigGroup}`,
-        })),
-    ])
-    await add([
-      'create rule (16 clients)',
-      () =>
-        load(base, 16, 1000, (i) => ({
-          method: 'POST',
-          path: '/v2.0/security-group-rules',
-          body: JSON.stringify({
-            security_group_rule: {
-              security_group_id: bigGroup,
-              direction: 'ingress',
-              protocol: 'udp',
-              port_range_min: 20000 + i,
-              port_range_max: 20000 + i,
-            },
-          }),
-        })),
-    ])
+    for (let round = 0; round < repeat; round++) {
+      const tag = repeat > 1 ? ` #${round + 1}` : ''
+      await add([
+        `list all groups (full, 1 client)${tag}`,
+        () => load(base, 1, 5, () => ({ method: 'GET', path: '/v2.0/security-groups' })),
+      ])
+      await add([
+        `list all groups (full, gzip, 1 client)${tag}`,
+        () => load(base, 1, 5, () => ({ method: 'GET', path: '/v2.0/security-groups', gzip: true })),
+      ])
+      await add([
+        `list all groups (full, 16 clients)${tag}`,
+        () => load(base, 16, 32, () => ({ method: 'GET', path: '/v2.0/security-groups' })),
+      ])
+      await add([
+        `list all groups (OSC fields, 16 clients)${tag}`,
+        () =>
+          load(base, 16, 160, () => ({
+            method: 'GET',
+            path: '/v2.0/security-groups?fields=id&fields=name&fields=description&fields=project_id&fields=tags',
+          })),
+      ])
+      await add([
+        `show group with 100 rules (16 clients)${tag}`,
+        () => load(base, 16, 2000, () => ({ method: 'GET', path: `/v2.0/security-groups/${bigGroup}` })),
+      ])
+      await add([
+        `show one rule (16 clients)${tag}`,
+        () => load(base, 16, 5000, () => ({ method: 'GET', path: `/v2.0/security-group-rules/${ruleId}` })),
+      ])
+      await add([
+        `list rules of one group (16 clients)${tag}`,
+        () =>
+          load(base, 16, 2000, () => ({
+            method: 'GET',
+            path: `/v2.0/security-group-rules?security_group_id=${bigGroup}`,
+          })),
+      ])
+      await add([
+        `create rule (16 clients)${tag}`,
+        () =>
+          load(base, 16, 1000, (i) => ({
+            method: 'POST',
+            path: '/v2.0/security-group-rules',
+            body: JSON.stringify({
+              security_group_rule: {
+                security_group_id: bigGroup,
+                direction: 'ingress',
+                protocol: 'udp',
+                port_range_min: 20000 + round * 1000 + i,
+                port_range_max: 20000 + round * 1000 + i,
+              },
+            }),
+          })),
+      ])
+    }
     const la = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ')
     console.log(`${dialect}: (load average before ${la(load0)}, after ${la(loadavg())})`)
     console.log(
@@ -303,5 +313,5 @@ else {
   }
   const groups = Number(opt('--groups', '5000'))
   for (const d of opt('--dialects', 'sqlite,postgres').split(','))
-    await benchDialect(d as 'sqlite' | 'postgres', groups, opt('--only', ''))
+    await benchDialect(d as 'sqlite' | 'postgres', groups, opt('--only', ''), Number(opt('--repeat', '1')))
 }

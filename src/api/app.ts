@@ -128,10 +128,10 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   // Every write transaction is timed for /metrics (sgwall_store_duration_seconds{op="write"}).
   const store: Store = {
     ...opts.store,
-    async write(fn) {
+    async write(fn, options) {
       const t0 = performance.now()
       try {
-        return await opts.store.write(fn)
+        return await opts.store.write(fn, options)
       } finally {
         metrics.observeStore('write', (performance.now() - t0) / 1000)
       }
@@ -142,7 +142,10 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     bodyLimit: 4 * 1024 * 1024,
     genReqId: () => `req-${randomUUID()}`,
     // Neutron accepts a `.json` format suffix (tempest uses `/quotas/<p>/details.json`).
-    rewriteUrl: (req) => (req.url ?? '/').replace(/^([^?]*?)\.json(?=\?|$)/, '$1'),
+    rewriteUrl: (req) => {
+      const url = req.url ?? '/'
+      return url.includes('.json') ? url.replace(/^([^?]*?)\.json(?=\?|$)/, '$1') : url
+    },
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1000 },
     // Errors Fastify raises before routing (bad URL encoding, bad content type) keep the Neutron shape.
     frameworkErrors: (error, _req, res) => {

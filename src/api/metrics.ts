@@ -30,13 +30,23 @@ export function newMetrics(): Metrics {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     registers: [registry],
   })
+  // Label children by their values, looked up by one string (prom-client hashes label objects on every call).
+  const children = new Map<string, unknown>()
+  const child = <T extends { inc(): void } | { observe(v: number): void }>(key: string, make: () => T): T => {
+    let c = children.get(key) as T | undefined
+    if (!c) {
+      c = make()
+      if (children.size < 10_000) children.set(key, c)
+    }
+    return c
+  }
   return {
     observeRequest(method, route, status, seconds) {
-      requests.inc({ method, route, status: String(status) })
-      latency.observe({ method, route }, seconds)
+      child(`r ${method} ${route} ${status}`, () => requests.labels({ method, route, status: String(status) })).inc()
+      child(`l ${method} ${route}`, () => latency.labels({ method, route })).observe(seconds)
     },
     observeStore(op, seconds) {
-      store.observe({ op }, seconds)
+      child(`s ${op}`, () => store.labels({ op })).observe(seconds)
     },
     contentType: registry.contentType,
     render: () => registry.metrics(),

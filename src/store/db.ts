@@ -3,25 +3,29 @@
  * and the one way to write: `store.write(fn)`. Every write transaction first bumps the
  * single revision counter row; that row lock serialises writers (on PostgreSQL too), so
  * revisions are committed in order and a change-feed reader never sees revision N+1
- * before N. Every change appended with `log()` carries that revision.
+ * before N. Writes that queue up while a transaction runs share the next one (group commit),
+ * each in its own savepoint with its own revision. Every change appended with `log()`
+ * carries its write's revision.
  */
 import { mkdirSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { dirname } from 'node:path'
+import { setImmediate } from 'node:timers'
+import { Worker } from 'node:worker_threads'
 import SqliteDatabase from 'better-sqlite3'
 import {
+  CompiledQuery,
   Kysely,
   Migrator,
-  type OperationNode,
   PostgresDialect,
   type PostgresPool,
   type PostgresPoolClient,
   SqliteDialect,
-  sql,
   type Transaction,
 } from 'kysely'
 import pg from 'pg'
 import { migrationProvider } from './migrations.js'
-import type { ChangeTable, Database } from './schema.js'
+import type { Database } from './schema.js'
 
 export type DialectName = 'sqlite' | 'postgres'
 
@@ -48,26 +52,73 @@ export interface WriteContext {
    * Nothing later in the transaction may depend on its effect, and two deferred statements
    * must not touch the same row.
    */
-  defer(query: DeferrableQuery): Promise<void>
+  defer(query: DeferrableQuery | RawStatement): Promise<void>
+  /**
+   * Runs a hand-written statement in the transaction and returns its rows (none for a write).
+   * SQLite: at once (so never while a Kysely query of `tx` is pending).
+   */
+  query<R = Record<string, unknown>>(stmt: RawStatement): Promise<R[]>
+  /**
+   * PostgreSQL only: flushes what the write deferred and logged so far (hand-written statements
+   * with a `guard`) in one statement with `check`, and only if the check's `ok` holds; returns the
+   * check's row and whether the flush was applied (if not, nothing changed and everything stays
+   * pending). One round trip for a write whose checks pass.
+   */
+  flushIf<R = Record<string, unknown>>(check: GuardedCheck): Promise<{ row: R; applied: boolean }>
 }
 
 /** A Kysely insert/update/delete builder of the transaction (`w.tx`). */
 export interface DeferrableQuery {
-  toOperationNode(): OperationNode
+  compile(): { readonly sql: string; readonly parameters: readonly unknown[] }
   execute(): Promise<unknown>
+}
+
+/**
+ * A hand-written insert/update/delete for `defer`, in the store's dialect: `?` parameters on
+ * SQLite, `$1`… on PostgreSQL (renumbered when it becomes a CTE; no `$` elsewhere in the text).
+ */
+export interface RawStatement {
+  readonly sql: string
+  readonly parameters: readonly unknown[]
+  /** How a condition is appended (`flushIf`): `where` (an `insert … select … from (values …) v`) or `and`. */
+  readonly guard?: 'where' | 'and'
+}
+
+/** The check of `flushIf`: a select of one row (PostgreSQL parameters), and when it lets the write go. */
+export interface GuardedCheck {
+  readonly sql: string
+  readonly parameters: readonly unknown[]
+  /** SQL condition on the row, its columns named `"c"."column"`. */
+  readonly ok: string
+}
+
+export interface WriteOptions {
+  /**
+   * The write changes nothing before it returns except through `defer`, `log` and
+   * `nextStandardAttrId` (it only reads through `tx`): on PostgreSQL it then needs no savepoint
+   * in a batch (one round trip less).
+   */
+  readonly deferredOnly?: boolean
 }
 
 export interface Store {
   readonly db: Kysely<Database>
   readonly dialect: DialectName
-  write<T>(fn: (w: WriteContext) => Promise<T>): Promise<T>
+  /**
+   * Runs `fn` in a transaction with the next revision. Writes that arrive while a transaction
+   * is in flight share the next one (group commit): each in its own savepoint, in arrival order,
+   * each with its own revision; a failing write is rolled back alone. `fn` may be run again
+   * (from scratch, in a new transaction) when another write of its batch broke the transaction,
+   * so it must have no effect outside the transaction.
+   */
+  write<T>(fn: (w: WriteContext) => Promise<T>, options?: WriteOptions): Promise<T>
   /**
    * Current committed revision, read after the call (never a value cached from before it).
    * SQLite: one prepared statement when no transaction is open; PostgreSQL: concurrent callers
    * share one query that started after they called.
    */
   revision(): Promise<number>
-  /** Called after every committed write (same process). */
+  /** Called after every committed write (same process), once per revision, in order. */
   onCommit(listener: (revision: number) => void): () => void
   close(): Promise<void>
 }
@@ -79,12 +130,21 @@ export interface StoreOptions {
   readonly pruneEvery?: number
   /** Clock for timestamps (tests may pin it). */
   readonly clock?: () => Date
+  /** Called with the number of writes of every batch (one transaction) when it ends. */
+  readonly onBatch?: (writes: number) => void
   /** Called when an idle PostgreSQL connection fails (it is dropped and replaced). */
   readonly onPoolError?: (err: Error) => void
 }
 
+let lastSecond = Number.NaN
+let lastIso = ''
 export function isoSeconds(d: Date): string {
-  return `${d.toISOString().slice(0, 19)}Z`
+  const second = Math.floor(d.getTime() / 1000)
+  if (second !== lastSecond) {
+    lastIso = `${d.toISOString().slice(0, 19)}Z`
+    lastSecond = second
+  }
+  return lastIso
 }
 
 /** `url`: `postgres://…`/`postgresql://…`, `:memory:`, `sqlite:PATH`, or a file path. */
@@ -92,6 +152,8 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
   let db: Kysely<Database>
   let dialect: DialectName
   let sqliteHandle: SqliteDatabase.Database | null = null
+  let sqlitePrepare: ((sql: string) => SqliteDatabase.Statement) | null = null
+  let checkpointer: (() => Promise<void>) | null = null
   if (/^postgres(ql)?:\/\//.test(url)) {
     dialect = 'postgres'
     // int8 (count(*), sums) as numbers: our counts stay far below 2^53.
@@ -110,8 +172,11 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     sqlite.pragma('journal_mode = WAL')
     sqlite.pragma('synchronous = NORMAL')
     sqlite.pragma('busy_timeout = 5000')
+    if (path !== ':memory:') checkpointer = startCheckpointer(sqlite, path)
     sqliteHandle = sqlite
-    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: cachingPrepare(sqlite) }) })
+    const cached = cachingPrepare(sqlite)
+    sqlitePrepare = cached.prepare
+    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: cached.database }) })
   }
   const migrator = new Migrator({ db, provider: migrationProvider })
   const { error } = await migrator.migrateToLatest()
@@ -136,96 +201,288 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     revisionNow = () => (sqlite.inTransaction ? readRevision() : Promise.resolve(Number(stmt.get())))
   } else revisionNow = coalesced(readRevision)
 
-  const store: Store = {
-    db,
-    dialect,
-    async write<T>(fn: (w: WriteContext) => Promise<T>): Promise<T> {
-      const { result, revision } = await db.transaction().execute(async (tx) => {
-        // This row lock serialises writers; the standard attribute id counter is read with it and
-        // written back once at the end when ids were reserved.
-        // Without parameters, so that on PostgreSQL it travels with the `begin` (see foldingBegin).
-        const { rows } = await sql<{
-          revision: number
-          standard_attr_id: number
-        }>`update sgwall_meta set revision = revision + 1 where id = 1 returning revision, standard_attr_id`.execute(tx)
+  /** Writes waiting for the next batch; a batch runs them in one transaction (see `write`). */
+  const queue: Pending[] = []
+  let draining = false
+  const runQueue = async () => {
+    try {
+      while (queue.length > 0) await runBatch(queue.splice(0, MAX_BATCH))
+    } finally {
+      draining = false
+    }
+  }
+
+  /**
+   * A hand-written statement in the batch's transaction. SQLite: run at once on the connection
+   * the transaction holds (no Kysely query of the transaction may be pending).
+   */
+  const raw = async <R = Record<string, unknown>>(
+    tx: Transaction<Database>,
+    text: string,
+    params: readonly unknown[] = [],
+  ): Promise<{ rows: R[] }> => {
+    if (sqlitePrepare) {
+      const stmt = sqlitePrepare(text)
+      if (stmt.reader) return { rows: stmt.all(...params) as R[] }
+      stmt.run(...params)
+      return { rows: [] }
+    }
+    if (params.length > 0) preparedName(text)
+    return tx.executeQuery<R>(CompiledQuery.raw(text, params as unknown[]))
+  }
+
+  /**
+   * One transaction for every write of `batch`, in order. Each write runs in its own savepoint
+   * (on PostgreSQL a `deferredOnly` write needs none: it changes nothing before its flush), its
+   * deferred statements and change rows are flushed before the next write starts (so it sees them),
+   * and it gets the next revision: a write that fails is rolled back alone and its revision is
+   * reused. When a failure leaves the transaction unusable (PostgreSQL aborts it on any SQL error
+   * outside a savepoint), everything is rolled back, the failed write is answered, and the others
+   * go back to the front of the queue and run again from scratch.
+   */
+  async function runBatch(batch: Pending[]): Promise<void> {
+    options.onBatch?.(batch.length)
+    const outcomes: { p: Pending; ok: boolean; value: unknown; revision: number }[] = []
+    let retry: Pending[] | null = null
+    let revisions: number[] = []
+    try {
+      await db.transaction().execute(async (tx) => {
+        // This row lock serialises writers (on PostgreSQL across server processes too). Without
+        // parameters, so that on PostgreSQL it travels with the `begin` (see foldingBegin).
+        const { rows } = await raw(tx, LOCK_SQL)
         const meta = rows[0]
         if (!meta) throw new Error('sgwall_meta row missing')
-        const stdBase = Number(meta.standard_attr_id)
-        let stdReserved = 0
-        const deferred: DeferrableQuery[] = []
-        const rev = Number(meta.revision)
-        const now = isoSeconds(clock())
-        let seq = 0
-        const pendingChanges: ChangeTable[] = []
-        const ctx: WriteContext = {
-          tx,
-          revision: rev,
-          now,
-          async log(change) {
-            // Buffered: all change rows of the transaction are inserted in one statement before commit.
-            seq += 1
-            pendingChanges.push({
-              revision: rev,
-              seq,
-              resource: change.resource,
-              resource_id: change.resource_id,
-              action: change.action,
-              project_id: change.project_id ?? null,
-              body: change.body === undefined || change.body === null ? null : JSON.stringify(change.body),
-              created_at: now,
-            })
-          },
-          async nextStandardAttrId(count = 1) {
-            const first = stdBase + stdReserved + 1
-            stdReserved += count
-            return first
-          },
-          async defer(query) {
-            if (dialect === 'postgres') deferred.push(query)
-            else await query.execute()
-          },
-        }
-        const result = await fn(ctx)
-        const tail: DeferrableQuery[] = [...deferred]
-        if (stdReserved > 0)
-          tail.push(
-            tx
-              .updateTable('sgwall_meta')
-              .set({ standard_attr_id: stdBase + stdReserved })
-              .where('id', '=', 1),
-          )
-        if (pendingChanges.length === 0) for (const q of tail) await q.execute()
-        for (let k = 0; k < pendingChanges.length; k += 500) {
-          const insert = tx.insertInto('changes').values(pendingChanges.slice(k, k + 500))
-          if (k > 0 || tail.length === 0) await insert.execute()
-          else if (dialect === 'sqlite') {
-            for (const q of tail) await q.execute()
-            await insert.execute()
-          } else {
-            // PostgreSQL: one statement, `WITH d0 AS (…), d1 AS (…) INSERT INTO changes …`.
-            // Kysely only reads each builder's operation node, so the chain is typed loosely.
-            let chain = tx as unknown as CteChain
-            tail.forEach((q, n) => {
-              chain = chain.with(`d${n}`, () => q)
-            })
-            await chain
-              .insertInto('changes')
-              .values(pendingChanges.slice(k, k + 500))
-              .execute()
+        const before = Number(meta.revision) - 1
+        let metaRev = before + 1
+        const std0 = Number(meta.standard_attr_id)
+        let metaStd = std0
+        let nextRev = before + 1
+        let savepointOpen = false
+        for (let k = 0; k < batch.length; k++) {
+          const p = batch[k]!
+          const rev = nextRev
+          // A deferredOnly write changes nothing before its flush (SQLite: its deferred statements wait for it).
+          const guarded = !p.deferredOnly
+          if (guarded) {
+            if (dialect === 'sqlite') {
+              if (savepointOpen) await raw(tx, 'release savepoint w')
+              await raw(tx, 'savepoint w')
+            } else await raw(tx, savepointOpen ? 'release savepoint w; savepoint w' : 'savepoint w')
+            savepointOpen = true
+          }
+          const stdBase = metaStd
+          let stdReserved = 0
+          let deferred: Deferred[] = []
+          const now = isoSeconds(clock())
+          let seq = 0
+          let changes: unknown[][] = []
+          // What the meta row must become after this write: null when it already is that.
+          let revWritten = rev === metaRev
+          let stdWritten = 0
+          const pendingMeta = (): [number, number] | null =>
+            revWritten && stdReserved === stdWritten ? null : [rev, stdBase + stdReserved]
+          const ctx: WriteContext = {
+            tx,
+            revision: rev,
+            now,
+            async log(change) {
+              // Buffered: the change rows of the write are inserted in one statement at its end.
+              seq += 1
+              changes.push([
+                rev,
+                seq,
+                change.resource,
+                change.resource_id,
+                change.action,
+                change.project_id ?? null,
+                change.body === undefined || change.body === null ? null : JSON.stringify(change.body),
+                now,
+              ])
+            },
+            async nextStandardAttrId(count = 1) {
+              const first = stdBase + stdReserved + 1
+              stdReserved += count
+              return first
+            },
+            async query<R>(stmt: RawStatement) {
+              return (await raw<R>(tx, stmt.sql, stmt.parameters)).rows
+            },
+            async defer(query) {
+              if (dialect === 'postgres' || !guarded) deferred.push(query)
+              else if (isRaw(query)) await raw(tx, query.sql, query.parameters)
+              else await query.execute()
+            },
+            async flushIf<R>(check: GuardedCheck) {
+              if (dialect !== 'postgres') throw new Error('flushIf is for PostgreSQL')
+              const { row, applied } = await flush<R>(tx, deferred, pendingMeta(), changes, check)
+              if (applied) {
+                deferred = []
+                changes = []
+                revWritten = true
+                stdWritten = stdReserved
+              }
+              return { row, applied }
+            },
+          }
+          let flushing = false
+          try {
+            const value = await p.fn(ctx)
+            flushing = true
+            // SQLite: the meta row is written once, at the end of the batch.
+            await flush(tx, deferred, dialect === 'sqlite' ? null : pendingMeta(), changes)
+            metaRev = rev
+            metaStd = stdBase + stdReserved
+            nextRev = rev + 1
+            outcomes.push({ p, ok: true, value, revision: rev })
+          } catch (err) {
+            let usable: boolean
+            if (guarded) {
+              try {
+                await raw(tx, 'rollback to savepoint w')
+                usable = dialect === 'postgres' || (sqliteHandle?.inTransaction ?? false)
+              } catch {
+                usable = false
+              }
+            } else if (dialect === 'postgres') usable = !(err instanceof pg.DatabaseError)
+            else usable = !flushing && (sqliteHandle?.inTransaction ?? false)
+            if (!usable) {
+              // Answer this write; run the others again in a new transaction.
+              retry = batch.filter((_, j) => j !== k)
+              outcomes.length = 0
+              outcomes.push({ p, ok: false, value: err, revision: 0 })
+              throw RETRY
+            }
+            outcomes.push({ p, ok: false, value: err, revision: 0 })
           }
         }
-        if (rev % pruneEvery === 0) {
-          // Prune the change log every `pruneEvery` revisions, keeping the last `limit` revisions.
-          const cut = rev - limit
+        revisions = outcomes.filter((o) => o.ok).map((o) => o.revision)
+        const last = revisions[revisions.length - 1]
+        if (last === undefined) throw NOTHING // every write failed: leave the revision as it was
+        if (dialect === 'sqlite' && (metaRev !== before + 1 || metaStd !== std0))
+          await raw(tx, META_SQL.sqlite, [metaRev, metaStd])
+        if (Math.floor(last / pruneEvery) > Math.floor(before / pruneEvery)) {
+          // Every `pruneEvery` revisions, prune the change log to its last `limit` revisions.
+          const cut = last - limit
           if (cut > 0) {
             await tx.deleteFrom('changes').where('revision', '<=', cut).execute()
             await tx.updateTable('sgwall_meta').set({ pruned_through: cut }).where('id', '=', 1).execute()
           }
         }
-        return { result, revision: rev }
       })
-      for (const l of listeners) l(revision)
-      return result
+    } catch (err) {
+      if (err === RETRY && retry) {
+        queue.unshift(...(retry as Pending[]))
+        for (const o of outcomes) o.p.reject(o.value)
+        return
+      }
+      if (err !== NOTHING) {
+        // Nothing of the batch was committed: every caller gets the error.
+        for (const p of batch) p.reject(err)
+        return
+      }
+      revisions = []
+    }
+    // Answered, then listeners: both before any caller continues (continuations are microtasks), as before.
+    for (const o of outcomes) (o.ok ? o.p.resolve : o.p.reject)(o.value)
+    for (const r of revisions)
+      for (const l of listeners) {
+        try {
+          l(r)
+        } catch {
+          // A listener's failure is its own; the writes are committed and answered.
+        }
+      }
+  }
+
+  /**
+   * A write's deferred statements, standard attribute id / revision (`meta`) and change rows.
+   * SQLite: deferred statements already ran; the rest are two prepared statements. PostgreSQL:
+   * one statement, `WITH "d0" AS (…), "d1" AS (…) INSERT INTO changes …` when there are change rows;
+   * with `check`, `WITH "c" AS (check), "ok" AS (…), "d0" AS (… WHERE EXISTS ok) … SELECT "c".*, …`:
+   * everything guarded by the check, whose row is returned.
+   */
+  async function flush<R = Record<string, unknown>>(
+    tx: Transaction<Database>,
+    deferred: Deferred[],
+    meta: [number, number] | null,
+    changes: unknown[][],
+    check?: GuardedCheck,
+  ): Promise<{ row: R; applied: boolean }> {
+    const guard = ' exists (select 1 from "ok")'
+    const parts: { sql: string; parameters: readonly unknown[] }[] = deferred.map((q) => {
+      if (!isRaw(q)) {
+        if (check) throw new Error('flushIf needs hand-written deferred statements')
+        return q.compile()
+      }
+      if (!check) return q
+      if (!q.guard) throw new Error('flushIf needs deferred statements that say how to guard them')
+      return { sql: `${q.sql} ${q.guard}${guard}`, parameters: q.parameters }
+    })
+    if (meta) parts.push({ sql: check ? `${META_SQL[dialect]} and${guard}` : META_SQL[dialect], parameters: meta })
+    if (!check && (changes.length === 0 || dialect === 'sqlite')) {
+      for (const q of parts) await raw(tx, q.sql, q.parameters)
+      for (let k = 0; k < changes.length; k += CHANGE_CHUNK) {
+        const chunk = changes.slice(k, k + CHANGE_CHUNK)
+        await raw(tx, changesInsert(dialect, chunk.length, 0), chunk.flat())
+      }
+      return { row: {} as R, applied: true }
+    }
+    // PostgreSQL: one statement.
+    const first = changes.slice(0, CHANGE_CHUNK)
+    const rest = changes.slice(CHANGE_CHUNK)
+    if (check && rest.length > 0) throw new Error('flushIf: too many change rows')
+    let text = ''
+    const params: unknown[] = []
+    const cte = (name: string, q: { sql: string; parameters: readonly unknown[] }) => {
+      const offset = params.length
+      text += `${text ? ',' : 'with'} "${name}" as (${q.sql.replace(/\$(\d+)/g, (_, i) => `$${Number(i) + offset}`)})`
+      params.push(...q.parameters)
+    }
+    if (check) {
+      cte('c', check)
+      text += `, "ok" as (select 1 from "c" where ${check.ok})`
+    }
+    for (const [n, q] of parts.entries()) cte(`d${n}`, q)
+    let main: string
+    if (check) {
+      if (first.length > 0)
+        cte(`d${parts.length}`, {
+          sql: `${changesInsert(dialect, first.length, 0, true)} where${guard}`,
+          parameters: first.flat(),
+        })
+      main = `select "c".*,${guard} as "applied" from "c"`
+    } else {
+      main = changesInsert(dialect, first.length, params.length)
+      params.push(...first.flat())
+    }
+    const { rows } = await raw<R & { applied?: boolean }>(tx, `${text} ${main}`, params)
+    for (let k = 0; k < rest.length; k += CHANGE_CHUNK) {
+      const chunk = rest.slice(k, k + CHANGE_CHUNK)
+      await raw(tx, changesInsert(dialect, chunk.length, 0), chunk.flat())
+    }
+    const row = rows[0] ?? ({} as R & { applied?: boolean })
+    return { row, applied: check ? row.applied === true : true }
+  }
+
+  const store: Store = {
+    db,
+    dialect,
+    write<T>(fn: (w: WriteContext) => Promise<T>, options?: WriteOptions): Promise<T> {
+      return new Promise<T>((resolve, reject) => {
+        queue.push({
+          fn,
+          resolve: resolve as (v: unknown) => void,
+          reject,
+          deferredOnly: options?.deferredOnly ?? false,
+        })
+        if (!draining) {
+          // Start after the current round of I/O callbacks, so that the requests read in it share
+          // the transaction (on SQLite a batch otherwise runs to its end before the next one is read).
+          // (The timers module's own setImmediate: fake timers in a test do not stop the store.)
+          draining = true
+          setImmediate(runQueue)
+        }
+      })
     },
     revision: revisionNow,
     onCommit(listener) {
@@ -233,16 +490,56 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
       return () => listeners.delete(listener)
     },
     async close() {
+      await checkpointer?.()
       await db.destroy()
     },
   }
   return store
 }
 
-interface CteChain {
-  with(name: string, body: () => DeferrableQuery): CteChain
-  insertInto(table: 'changes'): { values(rows: ChangeTable[]): { execute(): Promise<unknown> } }
+/** At most this many writes share a transaction. */
+const MAX_BATCH = 64
+const CHANGE_CHUNK = 500
+const LOCK_SQL = 'update sgwall_meta set revision = revision + 1 where id = 1 returning revision, standard_attr_id'
+const META_SQL: Record<DialectName, string> = {
+  sqlite: 'update "sgwall_meta" set "revision" = ?, "standard_attr_id" = ? where "id" = 1',
+  postgres: 'update "sgwall_meta" set "revision" = $1, "standard_attr_id" = $2 where "id" = 1',
 }
+const CHANGE_COLUMNS = '"revision", "seq", "resource", "resource_id", "action", "project_id", "body", "created_at"'
+/**
+ * `insert into changes … values (…), …` for `rows` rows, PostgreSQL parameters numbered after
+ * `offset`; `select`: `insert … select * from (values …) v` with typed parameters (a `where` may follow).
+ */
+function changesInsert(dialect: DialectName, rows: number, offset: number, select = false): string {
+  const tuples: string[] = []
+  for (let r = 0; r < rows; r++) {
+    if (dialect === 'sqlite') tuples.push('(?, ?, ?, ?, ?, ?, ?, ?)')
+    else {
+      const b = offset + r * 8
+      tuples.push(
+        select
+          ? `($${b + 1}::integer, $${b + 2}::integer, $${b + 3}::text, $${b + 4}::text, $${b + 5}::text, $${b + 6}::text, $${b + 7}::text, $${b + 8}::text)`
+          : `($${b + 1}, $${b + 2}, $${b + 3}, $${b + 4}, $${b + 5}, $${b + 6}, $${b + 7}, $${b + 8})`,
+      )
+    }
+  }
+  const values = `values ${tuples.join(', ')}`
+  return `insert into "changes" (${CHANGE_COLUMNS}) ${select ? `select * from (${values}) v` : values}`
+}
+
+const RETRY = Symbol('retry the batch')
+const NOTHING = Symbol('nothing to commit')
+
+interface Pending {
+  readonly fn: (w: WriteContext) => Promise<unknown>
+  readonly resolve: (v: unknown) => void
+  readonly reject: (err: unknown) => void
+  readonly deferredOnly: boolean
+}
+
+type Deferred = DeferrableQuery | RawStatement
+
+const isRaw = (q: Deferred): q is RawStatement => typeof (q as RawStatement).sql === 'string'
 
 /**
  * Concurrent callers of `read` share one call that started after they called: while a read
@@ -280,7 +577,10 @@ export function coalesced<T>(read: () => Promise<T>): () => Promise<T> {
  * every query anew, which costs more than running most of ours). A statement still being
  * iterated is not shared.
  */
-function cachingPrepare(sqlite: SqliteDatabase.Database): SqliteDatabase.Database {
+function cachingPrepare(sqlite: SqliteDatabase.Database): {
+  database: SqliteDatabase.Database
+  prepare: (sql: string) => SqliteDatabase.Statement
+} {
   const cache = new Map<string, SqliteDatabase.Statement>()
   const prepare = (sql: string) => {
     const hit = cache.get(sql)
@@ -292,13 +592,72 @@ function cachingPrepare(sqlite: SqliteDatabase.Database): SqliteDatabase.Databas
     }
     return stmt
   }
-  return new Proxy(sqlite, {
+  const database = new Proxy(sqlite, {
     get(target, prop) {
       if (prop === 'prepare') return prepare
       const v = Reflect.get(target, prop, target)
       return typeof v === 'function' ? v.bind(target) : v
     },
   })
+  return { database, prepare }
+}
+
+/** WAL size (pages) past which a commit checkpoints on the event loop, with the checkpointer worker running. */
+const WAL_PAGES = 4000
+
+/** Runs in a worker thread: checkpoints the WAL of `workerData.path` every `workerData.everyMs`. */
+const CHECKPOINTER = `
+const { workerData, parentPort } = require('node:worker_threads')
+const Database = require(workerData.module)
+const db = new Database(workerData.path)
+const timer = setInterval(() => {
+  try { db.pragma('wal_checkpoint(PASSIVE)') } catch {}
+}, workerData.everyMs)
+parentPort.on('message', () => {
+  clearInterval(timer)
+  db.close()
+  parentPort.close()
+})
+`
+
+/**
+ * SQLite: WAL checkpoints in a worker thread with its own connection, instead of inside a commit on
+ * the event loop (a checkpoint copies hundreds of pages and syncs, 10-35 ms on the bench's store: every
+ * request in flight waited for it). PASSIVE checkpoints never block the writer; the writer restarts
+ * the WAL after a complete one. Should the worker fail, the connection checkpoints itself again.
+ * Returns the function that stops the worker.
+ */
+function startCheckpointer(sqlite: SqliteDatabase.Database, path: string): () => Promise<void> {
+  const worker = new Worker(CHECKPOINTER, {
+    eval: true,
+    workerData: { path, module: createRequire(import.meta.url).resolve('better-sqlite3'), everyMs: 100 },
+  })
+  worker.unref()
+  // The writer restarts the WAL only after a complete checkpoint: under a steady write load the worker is
+  // always a few frames behind, so past this size the commit checkpoints what is left (little) itself.
+  sqlite.pragma(`wal_autocheckpoint = ${WAL_PAGES}`)
+  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()))
+  let stopping = false
+  worker.once('error', () => undefined)
+  void exited.then(() => {
+    if (!stopping && sqlite.open) sqlite.pragma('wal_autocheckpoint = 1000') // SQLite's default
+  })
+  return async () => {
+    stopping = true
+    worker.ref() // until it has closed its connection
+    worker.postMessage('stop')
+    await exited
+  }
+}
+
+/**
+ * Hand-written PostgreSQL statements run as named prepared statements (parsed and planned once
+ * per connection): text → name, for the first `MAX_PREPARED` texts.
+ */
+const PREPARED = new Map<string, string>()
+const MAX_PREPARED = 500
+function preparedName(text: string): void {
+  if (!PREPARED.has(text) && PREPARED.size < MAX_PREPARED) PREPARED.set(text, `sgw${PREPARED.size + 1}`)
 }
 
 /**
@@ -327,6 +686,8 @@ function foldingBegin(pool: pg.Pool): PostgresPool {
         }
         await client.query('begin')
       }
+      const name = bare ? undefined : PREPARED.get(text)
+      if (name) return client.query({ name, text, values: values as unknown[] })
       return client.query(text, values as unknown[] | undefined)
     }
     return {

@@ -1,16 +1,17 @@
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { openStore, type Store } from '../../src/store/index.js'
+import { openStore, type Store, type WriteContext } from '../../src/store/index.js'
 import { freshDatabaseUrl, storeDialects } from '../helpers/dialects.js'
 
 for (const d of storeDialects()) {
   describe.skipIf(!d.available)(`store on ${d.name}`, () => {
     let store: Store
     let drop: () => Promise<void>
+    const batches: number[] = []
     beforeAll(async () => {
       const fresh = await freshDatabaseUrl(d.name)
       drop = fresh.drop
-      store = await openStore(fresh.url)
+      store = await openStore(fresh.url, { onBatch: (n) => batches.push(n) })
     })
     afterAll(async () => {
       await store?.close()
@@ -112,6 +113,62 @@ for (const d of storeDialects()) {
       expect(log.map((c) => Number(c.body))).toEqual(Array.from({ length: n }, (_, i) => i + 1))
     })
 
+    it('rolls back a failing write of a batch alone; the others commit with consecutive revisions', async () => {
+      const before = await store.revision()
+      const batchesBefore = batches.length
+      const insert = (id: string) => async (w: WriteContext) => {
+        await w.tx
+          .insertInto('security_groups')
+          .values(group(id, w.now, await w.nextStandardAttrId()))
+          .execute()
+        await w.log({ resource: 'security_group', resource_id: id, action: 'create' })
+        return w.revision
+      }
+      // g1 exists: a duplicate key, in a savepoint (SQLite, or a write that is not deferredOnly) or, on
+      // PostgreSQL for a deferredOnly write, breaking the transaction (the others then run again).
+      const duplicate = (deferredOnly: boolean) =>
+        store.write(
+          async (w) => {
+            await w.defer(w.tx.insertInto('security_groups').values(group('g1', w.now, await w.nextStandardAttrId())))
+            await w.log({ resource: 'security_group', resource_id: 'g1', action: 'create' })
+          },
+          { deferredOnly },
+        )
+      const results = await Promise.allSettled([
+        store.write(insert('b1')),
+        duplicate(true),
+        store.write(insert('b2')),
+        duplicate(false),
+        store.write(async () => {
+          throw new Error('refused')
+        }),
+        store.write(insert('b3')),
+      ])
+      expect(results.map((r) => r.status)).toEqual([
+        'fulfilled',
+        'rejected',
+        'fulfilled',
+        'rejected',
+        'rejected',
+        'fulfilled',
+      ])
+      const revs = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))
+      expect(revs).toEqual([before + 1, before + 2, before + 3])
+      expect(await store.revision()).toBe(before + 3)
+      const log = await store.db
+        .selectFrom('changes')
+        .selectAll()
+        .where('revision', '>', before)
+        .orderBy('revision')
+        .execute()
+      expect(log.map((c) => [Number(c.revision), c.resource_id])).toEqual([
+        [before + 1, 'b1'],
+        [before + 2, 'b2'],
+        [before + 3, 'b3'],
+      ])
+      expect(Math.max(...batches.slice(batchesBefore))).toBeGreaterThan(1)
+    })
+
     it('hands out unique standard attribute ids', async () => {
       const ids = await Promise.all(Array.from({ length: 5 }, () => store.write((w) => w.nextStandardAttrId())))
       expect(new Set(ids).size).toBe(5)
@@ -132,11 +189,16 @@ for (const d of storeDialects()) {
       } as typeof original
       let rev = 0
       try {
-        rev = await store.write(async (w) => {
-          await w.defer(w.tx.insertInto('security_groups').values(group('deferred', now, await w.nextStandardAttrId())))
-          await w.log({ resource: 'security_group', resource_id: 'deferred', action: 'create' })
-          return w.revision
-        })
+        rev = await store.write(
+          async (w) => {
+            await w.defer(
+              w.tx.insertInto('security_groups').values(group('deferred', now, await w.nextStandardAttrId())),
+            )
+            await w.log({ resource: 'security_group', resource_id: 'deferred', action: 'create' })
+            return w.revision
+          },
+          { deferredOnly: true },
+        )
       } finally {
         pg.Client.prototype.query = original
       }
