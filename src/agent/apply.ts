@@ -66,32 +66,26 @@ export async function executePlan(host: Host, plan: Plan): Promise<void> {
   if (plan.conntrack.length) await host.conntrackDelete(plan.conntrack)
 }
 
-/** Make the host hold `desired`: read, plan, write. */
-export async function applyDesired(host: Host, desired: DesiredState, options: PlanOptions = {}): Promise<ApplyReport> {
+/** Read the kernel, plan against what it holds, write: the timings of each. */
+async function readPlanWrite(host: Host, planFor: (actual: ActualState) => Plan): Promise<ApplyReport> {
   const t0 = performance.now()
   const actual = await readActual(host)
   const t1 = performance.now()
-  const plan = planApply(desired, actual, withHostDefaults(host, options))
+  const plan = planFor(actual)
   const t2 = performance.now()
   await executePlan(host, plan)
   const t3 = performance.now()
   return { plan, timings: { read: t1 - t0, plan: t2 - t1, write: t3 - t2 } }
 }
 
+/** Make the host hold `desired`: read, plan, write. */
+export function applyDesired(host: Host, desired: DesiredState, options: PlanOptions = {}): Promise<ApplyReport> {
+  return readPlanWrite(host, (actual) => planApply(desired, actual, withHostDefaults(host, options)))
+}
+
 /** applyDesired with the desired state as the compiler's Rulesets (no render-and-parse of whole documents). */
-export async function applyCompiled(
-  host: Host,
-  desired: CompiledState,
-  options: PlanOptions = {},
-): Promise<ApplyReport> {
-  const t0 = performance.now()
-  const actual = await readActual(host)
-  const t1 = performance.now()
-  const plan = planApplyCompiled(desired, actual, withHostDefaults(host, options))
-  const t2 = performance.now()
-  await executePlan(host, plan)
-  const t3 = performance.now()
-  return { plan, timings: { read: t1 - t0, plan: t2 - t1, write: t3 - t2 } }
+export function applyCompiled(host: Host, desired: CompiledState, options: PlanOptions = {}): Promise<ApplyReport> {
+  return readPlanWrite(host, (actual) => planApplyCompiled(desired, actual, withHostDefaults(host, options)))
 }
 
 /** The difference between the kernel and `desired` (an in-sync host gives a plan without changes). */

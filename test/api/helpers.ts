@@ -58,3 +58,17 @@ export async function harness(
     },
   }
 }
+
+/** Password authentication against a built-in identity (`POST /identity/v3/auth/tokens`), project-scoped. */
+export function passwordLogin(base: string, user: string, password: string, project: string): Promise<Response> {
+  return fetch(`${base}/identity/v3/auth/tokens`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      auth: {
+        identity: { methods: ['password'], password: { user: { name: user, domain: { name: 'Default' }, password } } },
+        scope: { project: { name: project, domain: { name: 'Default' } } },
+      },
+    }),
+  })
+}

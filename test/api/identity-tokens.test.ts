@@ -9,24 +9,11 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type RunningServer, startServer } from '../../src/api/server.js'
 import { freshDatabaseUrl, storeDialects } from '../helpers/dialects.js'
+import { passwordLogin } from './helpers.js'
 
 const password = 'tok-test-secret'
 
-async function login(base: string, user: string, pass: string, project: string): Promise<Response> {
-  return fetch(`${base}/identity/v3/auth/tokens`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      auth: {
-        identity: {
-          methods: ['password'],
-          password: { user: { name: user, domain: { name: 'Default' }, password: pass } },
-        },
-        scope: { project: { name: project, domain: { name: 'Default' } } },
-      },
-    }),
-  })
-}
+const login = passwordLogin
 
 // biome-ignore lint/suspicious/noExplicitAny: JSON bodies of the identity API
 const readJson = async (r: Response): Promise<any> => r.json()

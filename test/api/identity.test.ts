@@ -1,6 +1,7 @@
 /** Built-in Keystone v3 and external-Keystone token validation, over real HTTP on loopback. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type RunningServer, startServer } from '../../src/api/server.js'
+import { passwordLogin } from './helpers.js'
 
 const json = async (res: Response) => {
   const t = await res.text()
@@ -10,20 +11,7 @@ const json = async (res: Response) => {
 describe('built-in identity', () => {
   let s: RunningServer
   const password = 'id-test-secret'
-  const login = (user: string, pass: string, project: string) =>
-    fetch(`${s.url}/identity/v3/auth/tokens`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
-        auth: {
-          identity: {
-            methods: ['password'],
-            password: { user: { name: user, domain: { name: 'Default' }, password: pass } },
-          },
-          scope: { project: { name: project, domain: { name: 'Default' } } },
-        },
-      }),
-    })
+  const login = (user: string, pass: string, project: string) => passwordLogin(s.url, user, pass, project)
   beforeAll(async () => {
     s = await startServer({ db: ':memory:', auth: 'builtin', port: 0, adminPassword: password })
   })
