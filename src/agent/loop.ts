@@ -25,8 +25,11 @@ export interface AgentOptions {
   readonly dataplane: Host
   readonly firewallDriver?: 'iptables_hybrid' | 'iptables'
   readonly enableIpset?: boolean
-  /** Returns a token for the X-Auth-Token header (null: the server runs without auth). */
-  readonly token?: () => Promise<string | null>
+  /**
+   * Returns a token for the X-Auth-Token header (null: the server runs without auth). `fresh`: the
+   * server refused the last one (401: revoked, expired early, or the identity was reset): get a new one.
+   */
+  readonly token?: (fresh?: boolean) => Promise<string | null>
   /** Long-poll duration per feed request, seconds. */
   readonly waitSeconds?: number
   /** A full reconcile against the kernel at least this often (seconds; default 60). */
@@ -189,9 +192,17 @@ export class Agent {
     }
   }
 
-  private async headers(): Promise<Record<string, string>> {
-    const token = this.options.token ? await this.options.token() : null
+  private async headers(fresh = false): Promise<Record<string, string>> {
+    const token = this.options.token ? await this.options.token(fresh) : null
     return token ? { 'X-Auth-Token': token, Accept: 'application/json' } : { Accept: 'application/json' }
+  }
+
+  /** GET with our token; a 401 is answered once by authenticating again. */
+  private async get(url: string): Promise<Response> {
+    const res = await fetch(url, { headers: await this.headers(), signal: this.abort.signal })
+    if (res.status !== 401 || !this.options.token) return res
+    await res.body?.cancel()
+    return fetch(url, { headers: await this.headers(true), signal: this.abort.signal })
   }
 
   private async snapshot(): Promise<{ scenario: Scenario; revision: number }> {
@@ -200,7 +211,7 @@ export class Agent {
       enable_ipset: String(this.compiler.config.enable_ipset),
     })
     const url = `${this.options.server}/v2.0/sgwall/hosts/${encodeURIComponent(this.options.host)}/scenario?${q}`
-    const res = await fetch(url, { headers: await this.headers(), signal: this.abort.signal })
+    const res = await this.get(url)
     if (!res.ok) throw new AppError('ApiRefused', `GET ${url}: ${res.status} ${await res.text()}`)
     const revision = Number(res.headers.get('x-sgwall-revision') ?? '0')
     const { scenario, issues } = parseScenario(await res.json())
@@ -215,7 +226,7 @@ export class Agent {
 
   private async feed(since: number, wait: number): Promise<FeedPage | 'truncated'> {
     const url = `${this.options.server}/v2.0/sgwall/changes?since=${Math.max(0, since)}&wait=${wait}`
-    const res = await fetch(url, { headers: await this.headers(), signal: this.abort.signal })
+    const res = await this.get(url)
     if (res.status === 410) return 'truncated'
     if (!res.ok) throw new AppError('ApiRefused', `GET ${url}: ${res.status} ${await res.text()}`)
     return (await res.json()) as FeedPage
@@ -228,17 +239,17 @@ function sameOr<T>(before: T | undefined, now: T): T {
   return JSON.stringify(before) === JSON.stringify(now) ? before : now
 }
 
-/** A token source for the built-in identity: password auth, token reused until it expires. */
+/** A token source for the built-in identity: password auth, token reused until it expires or is refused. */
 export function passwordToken(
   identityUrl: string,
   user: string,
   password: string,
   project: string,
-): () => Promise<string> {
+): (fresh?: boolean) => Promise<string> {
   let token: string | null = null
   let expires = 0
-  return async () => {
-    if (token && Date.now() < expires - 60_000) return token
+  return async (fresh = false) => {
+    if (token && !fresh && Date.now() < expires - 60_000) return token
     const res = await fetch(`${identityUrl}/auth/tokens`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },

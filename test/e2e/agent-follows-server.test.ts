@@ -1,15 +1,17 @@
 /**
  * The agent follows the server: a real server (SQLite file, no auth) on loopback, an
  * agent with the in-memory dataplane; changes made through the API reach the dataplane,
- * and a server restart loses nothing.
+ * and a server restart loses nothing. With the built-in identity, an agent whose token is
+ * revoked authenticates again.
  */
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { Agent, type AgentEvent } from '../../src/agent/loop.js'
+import { Agent, type AgentEvent, passwordToken } from '../../src/agent/loop.js'
 import { type RunningServer, startServer } from '../../src/api/server.js'
 import { FakeHost } from '../../src/host/fake-host.js'
+import { passwordLogin } from '../api/helpers.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'sgwall-agent-'))
 const db = join(dir, 'sgwall.db')
@@ -125,5 +127,80 @@ describe('agent follows the server', () => {
 
     agent.stop()
     await running
+  }, 60_000)
+
+  it('re-authenticates when the server refuses its token (built-in identity, token revoked)', async () => {
+    const password = 'agent-test-secret'
+    const idServer = await startServer({ db: ':memory:', auth: 'builtin', port: 0, adminPassword: password })
+    try {
+      const source = passwordToken(`${idServer.url}/identity/v3`, 'admin', password, 'admin')
+      const issued: string[] = []
+      const token = async (fresh?: boolean) => {
+        const t = await source(fresh)
+        if (issued.at(-1) !== t) issued.push(t)
+        return t
+      }
+      const admin = await token()
+      const call = async (method: string, path: string, body?: unknown): Promise<Json> => {
+        const res = await fetch(`${idServer.url}${path}`, {
+          method,
+          headers: { 'Content-Type': 'application/json', 'X-Auth-Token': admin },
+          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        })
+        const text = await res.text()
+        if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`)
+        return text ? JSON.parse(text) : {}
+      }
+      const net = (await call('POST', '/v2.0/networks', { network: { name: 'n2' } })).network
+      await call('POST', '/v2.0/subnets', { subnet: { network_id: net.id, cidr: '192.168.60.0/24', ip_version: 4 } })
+      const sg = (await call('POST', '/v2.0/security-groups', { security_group: { name: 'db' } })).security_group
+      const p = (
+        await call('POST', '/v2.0/ports', {
+          port: { network_id: net.id, security_groups: [sg.id], 'binding:host_id': 'compute-2' },
+        })
+      ).port
+      const chain = `neutron-openvswi-i${p.id.slice(0, 10)}`
+      const dataplane = new FakeHost()
+      const a = new Agent({
+        server: idServer.url,
+        host: 'compute-2',
+        dataplane,
+        token,
+        waitSeconds: 1,
+        sleep: (ms) => new Promise((r) => setTimeout(r, Math.min(ms, 100))),
+      })
+      const running = a.run()
+      await until('the port chain', async () => (await dataplane.iptablesSave(4)).includes(`:${chain}`))
+      // Revoke the agent's token (another admin session does it); the next change must still arrive.
+      const other = (await passwordLogin(idServer.url, 'admin', password, 'admin')).headers.get('x-subject-token')!
+      const del = await fetch(`${idServer.url}/identity/v3/auth/tokens`, {
+        method: 'DELETE',
+        headers: { 'X-Auth-Token': other, 'X-Subject-Token': admin },
+      })
+      expect(del.status).toBe(204)
+      const rules = `${idServer.url}/v2.0/security-group-rules`
+      const add = await fetch(rules, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', 'X-Auth-Token': other },
+        body: JSON.stringify({
+          security_group_rule: {
+            security_group_id: sg.id,
+            direction: 'ingress',
+            protocol: 'tcp',
+            port_range_min: 5432,
+            port_range_max: 5432,
+          },
+        }),
+      })
+      expect(add.status).toBe(201)
+      await until('the tcp 5432 rule after the token was revoked', async () =>
+        (await dataplane.iptablesSave(4)).includes(`-A ${chain} -p tcp -m tcp --dport 5432 -j RETURN`),
+      )
+      expect(issued.length).toBeGreaterThanOrEqual(2)
+      a.stop()
+      await running
+    } finally {
+      await idServer.close()
+    }
   }, 60_000)
 })
