@@ -126,8 +126,6 @@ export async function builtinIdentity(store: Store, opts: BuiltinIdentityOptions
       .where('identity_assignments.project_id', '=', projectId)
       .execute()
 
-  const live = (id: string | undefined) => tokens.live(id)
-
   const baseUrl = (req: FastifyRequest) =>
     `${(req.headers['x-forwarded-proto'] as string | undefined) ?? req.protocol}://${req.headers.host ?? 'localhost'}`
 
@@ -206,7 +204,7 @@ export async function builtinIdentity(store: Store, opts: BuiltinIdentityOptions
 
   const register = (app: FastifyInstance) => {
     const requireAdmin = async (req: FastifyRequest, reply: FastifyReply): Promise<Token | null> => {
-      const t = await live(req.headers['x-auth-token'] as string | undefined)
+      const t = await tokens.live(req.headers['x-auth-token'] as string | undefined)
       if (!t) {
         void keystoneError(reply, 401, 'Unauthorized', 'The request you have made requires authentication.')
         return null
@@ -239,7 +237,7 @@ export async function builtinIdentity(store: Store, opts: BuiltinIdentityOptions
         if (!userRow?.enabled || !verifyPassword(password, userRow.password_hash))
           return keystoneError(reply, 401, 'Unauthorized', 'The request you have made requires authentication.')
       } else if (methods.includes('token')) {
-        const t = await live(((identity.token ?? {}) as Record<string, unknown>).id as string | undefined)
+        const t = await tokens.live(((identity.token ?? {}) as Record<string, unknown>).id as string | undefined)
         if (!t) return keystoneError(reply, 401, 'Unauthorized', 'The request you have made requires authentication.')
         userRow = await db.selectFrom('identity_users').selectAll().where('id', '=', t.userId).executeTakeFirst()
         if (!userRow)
@@ -274,11 +272,11 @@ export async function builtinIdentity(store: Store, opts: BuiltinIdentityOptions
     })
 
     const validate = async (req: FastifyRequest, reply: FastifyReply, head: boolean) => {
-      const caller = await live(req.headers['x-auth-token'] as string | undefined)
+      const caller = await tokens.live(req.headers['x-auth-token'] as string | undefined)
       if (!caller)
         return keystoneError(reply, 401, 'Unauthorized', 'The request you have made requires authentication.')
       const subjectId = req.headers['x-subject-token'] as string | undefined
-      const subject = await live(subjectId)
+      const subject = await tokens.live(subjectId)
       if (!subject) return keystoneError(reply, 404, 'Not Found', `Could not find token: ${subjectId ?? ''}.`)
       if (head) return reply.code(200).send()
       reply.header('X-Subject-Token', subjectId)
@@ -287,13 +285,13 @@ export async function builtinIdentity(store: Store, opts: BuiltinIdentityOptions
     app.get('/identity/v3/auth/tokens', { exposeHeadRoute: false }, (req, reply) => validate(req, reply, false))
     app.head('/identity/v3/auth/tokens', (req, reply) => validate(req, reply, true))
     app.delete('/identity/v3/auth/tokens', async (req, reply) => {
-      if (!(await live(req.headers['x-auth-token'] as string | undefined)))
+      if (!(await tokens.live(req.headers['x-auth-token'] as string | undefined)))
         return keystoneError(reply, 401, 'Unauthorized', 'The request you have made requires authentication.')
       await tokens.revoke(req.headers['x-subject-token'] as string | undefined)
       return reply.code(204).send()
     })
     app.get('/identity/v3/auth/projects', async (req, reply) => {
-      const t = await live(req.headers['x-auth-token'] as string | undefined)
+      const t = await tokens.live(req.headers['x-auth-token'] as string | undefined)
       if (!t) return keystoneError(reply, 401, 'Unauthorized', 'The request you have made requires authentication.')
       const ids = await db
         .selectFrom('identity_assignments')
@@ -553,7 +551,7 @@ export async function builtinIdentity(store: Store, opts: BuiltinIdentityOptions
     realm: '/identity/v3',
     register,
     async authenticate(req): Promise<RequestContext | null> {
-      const t = await live(req.headers['x-auth-token'] as string | undefined)
+      const t = await tokens.live(req.headers['x-auth-token'] as string | undefined)
       if (!t?.project) return null
       const roles = t.roles.map((r) => r.name.toLowerCase())
       return { projectId: t.project.id, userId: t.userId, isAdmin: roles.includes('admin'), roles }
@@ -570,7 +568,6 @@ function tokenStore(store: Store, cacheMs: number) {
   const db = store.db
   const cache = new Map<string, { token: Token; checked: number }>()
   let issued = 0
-  const drop = (id: string) => cache.delete(id)
   return {
     async issue(token: Token): Promise<string> {
       const id = randomBytes(24).toString('hex')
@@ -590,7 +587,7 @@ function tokenStore(store: Store, cacheMs: number) {
       const hit = cache.get(id)
       if (hit && now - hit.checked < cacheMs) {
         if (hit.token.expires >= now) return hit.token
-        drop(id)
+        cache.delete(id)
         return null
       }
       const row = await db
@@ -599,7 +596,7 @@ function tokenStore(store: Store, cacheMs: number) {
         .where('id_hash', '=', hashToken(id))
         .executeTakeFirst()
       if (!row || Number(row.expires) < now) {
-        drop(id)
+        cache.delete(id)
         return null
       }
       const token = JSON.parse(row.body) as Token
@@ -609,11 +606,11 @@ function tokenStore(store: Store, cacheMs: number) {
     },
     async revoke(id: string | undefined): Promise<void> {
       if (!id) return
-      drop(id)
+      cache.delete(id)
       await db.deleteFrom('identity_tokens').where('id_hash', '=', hashToken(id)).execute()
     },
     async revokeUser(userId: string): Promise<void> {
-      for (const [k, v] of cache) if (v.token.userId === userId) drop(k)
+      for (const [k, v] of cache) if (v.token.userId === userId) cache.delete(k)
       await db.deleteFrom('identity_tokens').where('user_id', '=', userId).execute()
     },
   }

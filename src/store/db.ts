@@ -394,6 +394,14 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
       }
   }
 
+  /** Change rows as inserts of at most CHANGE_CHUNK rows each. */
+  async function insertChanges(tx: Transaction<Database>, changes: unknown[][]): Promise<void> {
+    for (let k = 0; k < changes.length; k += CHANGE_CHUNK) {
+      const chunk = changes.slice(k, k + CHANGE_CHUNK)
+      await raw(tx, changesInsert(dialect, chunk.length, 0), chunk.flat())
+    }
+  }
+
   /**
    * A write's deferred statements, standard attribute id / revision (`meta`) and change rows.
    * SQLite: deferred statements already ran; the rest are two prepared statements. PostgreSQL:
@@ -421,10 +429,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     if (meta) parts.push({ sql: check ? `${META_SQL[dialect]} and${guard}` : META_SQL[dialect], parameters: meta })
     if (!check && (changes.length === 0 || dialect === 'sqlite')) {
       for (const q of parts) await raw(tx, q.sql, q.parameters)
-      for (let k = 0; k < changes.length; k += CHANGE_CHUNK) {
-        const chunk = changes.slice(k, k + CHANGE_CHUNK)
-        await raw(tx, changesInsert(dialect, chunk.length, 0), chunk.flat())
-      }
+      await insertChanges(tx, changes)
       return { row: {} as R, applied: true }
     }
     // PostgreSQL: one statement.
@@ -456,10 +461,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
       params.push(...first.flat())
     }
     const { rows } = await raw<R & { applied?: boolean }>(tx, `${text} ${main}`, params)
-    for (let k = 0; k < rest.length; k += CHANGE_CHUNK) {
-      const chunk = rest.slice(k, k + CHANGE_CHUNK)
-      await raw(tx, changesInsert(dialect, chunk.length, 0), chunk.flat())
-    }
+    await insertChanges(tx, rest)
     const row = rows[0] ?? ({} as R & { applied?: boolean })
     return { row, applied: check ? row.applied === true : true }
   }
