@@ -2,9 +2,10 @@
  * bench/api: the Neutron API under load, on SQLite and PostgreSQL.
  * Store: 5000 security groups × 20 rules (one group has 100), seeded directly through the
  * store schema (the same rows the API writes). Server: `sgwall`'s API (noauth, admin) in a
- * child process on loopback. Clients: 16 concurrent keep-alive HTTP clients in this process.
- * Prints medians (p50), p90, throughput and the server process's CPU time per request (the
- * service time without queueing; PostgreSQL's own processes not included); never asserts timings.
+ * child process on loopback. Clients: 16 concurrent keep-alive HTTP connections (undici) in this process.
+ * Prints medians (p50), p90, throughput and CPU time per request: the server process's (the
+ * service time without queueing), this client process's, and the machine's `postgres` processes'
+ * (PostgreSQL runs); never asserts timings.
  *
  *   npx tsc -p tsconfig.build.json; node dist/bench/api.js [--dialects sqlite,postgres] [--groups 5000] [--only WORD] [--repeat N]
  *   (`--repeat N`: run the selected operations N times in the same server, each round printed: the later
@@ -13,13 +14,14 @@
  */
 import { fork } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { Agent, request } from 'node:http'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { finished } from 'node:stream/promises'
 import { fileURLToPath } from 'node:url'
 import { createGunzip } from 'node:zlib'
 import pg from 'pg'
+import { Pool } from 'undici'
 import { startServer } from '../src/api/server.js'
 import { isoSeconds, openStore } from '../src/store/index.js'
 
@@ -101,58 +103,73 @@ interface Stats {
   n: number
   /** Server process CPU time (user + system) per request, ms; filled in by the caller. */
   cpu?: number
+  /** This (client) process's CPU time per request, ms. */
+  clientCpu?: number
+  /** CPU time of this machine's `postgres` processes per request, ms (when /proc shows them). */
+  dbCpu?: number
 }
 
-function call(agent: Agent, url: URL, method: string, body?: string, gzip = false): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      url,
-      {
-        method,
-        agent,
-        headers: {
-          'content-type': 'application/json',
-          ...(body ? { 'content-length': Buffer.byteLength(body) } : {}),
-          ...(gzip ? { 'accept-encoding': 'gzip, deflate' } : {}),
-        },
-      },
-      (res) => {
-        // A gzip body is decompressed, as a real client must before it can parse it.
-        const stream = res.headers['content-encoding'] === 'gzip' ? res.pipe(createGunzip()) : res
-        stream.on('data', () => {})
-        stream.on('end', () => resolve(res.statusCode ?? 0))
-        stream.on('error', reject)
-        res.on('error', reject)
-      },
-    )
-    req.on('error', reject)
-    req.end(body)
-  })
+/** CPU ms of every `postgres` process on this machine (Linux /proc; 0 where it cannot be read). */
+function postgresCpu(): number {
+  let ticks = 0
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+      const close = stat.lastIndexOf(')')
+      if (!stat.slice(stat.indexOf('(') + 1, close).startsWith('postgres')) continue
+      const f = stat.slice(close + 2).split(' ')
+      ticks += Number(f[11]) + Number(f[12]) // utime, stime (fields 14 and 15)
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return (ticks * 1000) / 100 // USER_HZ is 100 on Linux
 }
 
+/**
+ * `clients` concurrent keep-alive HTTP/1.1 connections (undici: far less CPU per request than
+ * node:http's client, so less of the machine goes to the load generator), each sending its next
+ * request when the answer to the last one has been read whole. Every answer must be a success.
+ */
 async function load(
   base: string,
   clients: number,
   total: number,
   next: (i: number) => { method: 'GET' | 'POST'; path: string; body?: string; gzip?: boolean },
 ): Promise<Stats> {
-  const agent = new Agent({ keepAlive: true, maxSockets: clients })
+  const pool = new Pool(base, { connections: clients, pipelining: 1 })
   const lat: number[] = []
   let i = 0
   const t0 = performance.now()
-  await Promise.all(
-    Array.from({ length: clients }, async () => {
-      while (i < total) {
-        const r = next(i++)
-        const s = performance.now()
-        const status = await call(agent, new URL(`${base}${r.path}`), r.method, r.body, r.gzip)
-        if (status >= 300) throw new Error(`${r.method} ${r.path} → ${status}`)
-        lat.push(performance.now() - s)
-      }
-    }),
-  )
+  try {
+    await Promise.all(
+      Array.from({ length: clients }, async () => {
+        while (i < total) {
+          const r = next(i++)
+          const s = performance.now()
+          const res = await pool.request({
+            method: r.method,
+            path: r.path,
+            body: r.body ?? null,
+            headers: {
+              'content-type': 'application/json',
+              ...(r.gzip ? { 'accept-encoding': 'gzip, deflate' } : {}),
+            },
+          })
+          // Read to its end (and a gzip body decompressed, as a real client must before it can parse it).
+          const stream = res.headers['content-encoding'] === 'gzip' ? res.body.pipe(createGunzip()) : res.body
+          stream.resume()
+          await finished(stream)
+          if (res.statusCode >= 300) throw new Error(`${r.method} ${r.path} → ${res.statusCode}`)
+          lat.push(performance.now() - s)
+        }
+      }),
+    )
+  } finally {
+    await pool.close()
+  }
   const secs = (performance.now() - t0) / 1000
-  agent.destroy()
   lat.sort((a, b) => a - b)
   const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]!
   return { p50: q(0.5), p90: q(0.9), rps: lat.length / secs, n: lat.length }
@@ -212,7 +229,11 @@ async function benchDialect(
   )
   const child = fork(fileURLToPath(import.meta.url), ['--server', url], {
     stdio: 'inherit',
-    execArgv: process.env.BENCH_SERVER_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_SERVER_PROF}`] : [],
+    execArgv: [
+      ...(process.env.BENCH_SERVER_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_SERVER_PROF}`] : []),
+      // BENCH_SERVER_NODE_ARGS: more node flags for the server process (e.g. `--trace-gc`).
+      ...(process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
+    ],
   })
   const base = await new Promise<string>((resolve) => child.once('message', (m: { url: string }) => resolve(m.url)))
   try {
@@ -226,8 +247,13 @@ async function benchDialect(
     const add = async ([name, run]: [string, () => Promise<Stats>]) => {
       if (!name.includes(only)) return
       const c0 = await serverCpu()
+      const u0 = process.cpuUsage()
+      const d0 = dialect === 'postgres' ? postgresCpu() : 0
       const st = await run()
       st.cpu = ((await serverCpu()) - c0) / st.n
+      const u = process.cpuUsage(u0)
+      st.clientCpu = (u.user + u.system) / 1000 / st.n
+      if (dialect === 'postgres') st.dbCpu = (postgresCpu() - d0) / st.n
       all.push([name, st])
     }
     const load0 = loadavg()
@@ -291,11 +317,11 @@ async function benchDialect(
     const la = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ')
     console.log(`${dialect}: (load average before ${la(load0)}, after ${la(loadavg())})`)
     console.log(
-      `  ${'operation'.padEnd(44)} ${'p50 ms'.padStart(9)} ${'p90 ms'.padStart(9)} ${'req/s'.padStart(9)} ${'n'.padStart(6)} ${'srv cpu ms/req'.padStart(15)}`,
+      `  ${'operation'.padEnd(44)} ${'p50 ms'.padStart(9)} ${'p90 ms'.padStart(9)} ${'req/s'.padStart(9)} ${'n'.padStart(6)} ${'srv cpu ms/req'.padStart(15)} ${'client cpu'.padStart(11)} ${'db cpu'.padStart(7)}`,
     )
     for (const [name, s] of all)
       console.log(
-        `  ${name.padEnd(44)} ${s.p50.toFixed(2).padStart(9)} ${s.p90.toFixed(2).padStart(9)} ${s.rps.toFixed(0).padStart(9)} ${String(s.n).padStart(6)} ${(s.cpu ?? 0).toFixed(3).padStart(15)}`,
+        `  ${name.padEnd(44)} ${s.p50.toFixed(2).padStart(9)} ${s.p90.toFixed(2).padStart(9)} ${s.rps.toFixed(0).padStart(9)} ${String(s.n).padStart(6)} ${(s.cpu ?? 0).toFixed(3).padStart(15)} ${(s.clientCpu ?? 0).toFixed(3).padStart(11)} ${s.dbCpu === undefined ? '      -' : s.dbCpu.toFixed(3).padStart(7)}`,
       )
   } finally {
     child.send('stop')

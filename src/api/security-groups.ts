@@ -693,28 +693,33 @@ export async function createRules(store: Store, ctx: RequestContext, items: Body
       )
   }
   const project = bodies[0]!.project_id as string
+  let drafts: RuleDraft[] | null = null
+  let invalid: unknown = null
+  try {
+    drafts = bodies.map(normaliseRule)
+  } catch (err) {
+    invalid = err
+  }
+  const groupIds = [
+    ...new Set((drafts ?? []).flatMap((d) => [d.security_group_id, ...(d.remote_group_id ? [d.remote_group_id] : [])])),
+  ]
+  // PostgreSQL, the usual case: the checks and the writes in one statement, applied when the checks
+  // pass at once in SQL (no duplicate candidates at all); otherwise decided below, as on SQLite. Such
+  // creates queued together go to the database in one message (`pipelined`).
+  const oneStatement =
+    drafts !== null &&
+    store.dialect === 'postgres' &&
+    drafts.length <= 100 &&
+    new Set(drafts.map((d) => dupKey(draftAsRow(d)))).size === drafts.length &&
+    drafts.every((d) => !d.remote_address_group_id)
   // Only reads before the deferred statements: on PostgreSQL no savepoint is needed in a batch.
   const rows = await store.write(
     async (w) => {
-      let drafts: RuleDraft[]
-      try {
-        drafts = bodies.map(normaliseRule)
-      } catch (err) {
+      if (!drafts) {
         // Neutron checks the quota first.
         await checkQuota(w.tx, project, { security_group_rule: bodies.length })
-        throw err
+        throw invalid
       }
-      const groupIds = [
-        ...new Set(drafts.flatMap((d) => [d.security_group_id, ...(d.remote_group_id ? [d.remote_group_id] : [])])),
-      ]
-      const inPost = new Set(drafts.map((d) => dupKey(draftAsRow(d))))
-      // PostgreSQL, the usual case: the checks and the writes in one statement, applied when the checks
-      // pass at once in SQL (no duplicate candidates at all); otherwise decided below, as on SQLite.
-      const oneStatement =
-        store.dialect === 'postgres' &&
-        drafts.length <= 100 &&
-        inPost.size === drafts.length &&
-        drafts.every((d) => !d.remote_address_group_id)
       if (oneStatement) {
         const rows = await deferRuleWrites(store.dialect, w, drafts)
         const q = ruleChecksQuery('postgres', ctx, project, groupIds, drafts)
@@ -731,7 +736,7 @@ export async function createRules(store: Store, ctx: RequestContext, items: Body
       const rows = await deferRuleWrites(store.dialect, w, drafts)
       return rows
     },
-    { deferredOnly: true },
+    { deferredOnly: true, pipelined: oneStatement },
   )
   return rows.map((r) => ruleWire(r))
 }

@@ -7,6 +7,7 @@
  * each in its own savepoint with its own revision. Every change appended with `log()`
  * carries its write's revision.
  */
+import { randomUUID } from 'node:crypto'
 import { mkdirSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname } from 'node:path'
@@ -99,6 +100,14 @@ export interface WriteOptions {
    * in a batch (one round trip less).
    */
   readonly deferredOnly?: boolean
+  /**
+   * PostgreSQL: the write's one statement is its `flushIf`, called once, after every `log` (at
+   * least one) and `nextStandardAttrId`; it reads nothing through `tx` or `query` and defers nothing
+   * after it. Such writes queued one after another in a batch send their statements together, in
+   * one message (one round trip for all), each applied only if the one before it was (so revisions
+   * stay consecutive); one that was not is run again. Implies `deferredOnly`. SQLite: no effect.
+   */
+  readonly pipelined?: boolean
 }
 
 export interface Store {
@@ -258,8 +267,104 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
         let metaStd = std0
         let nextRev = before + 1
         let savepointOpen = false
-        for (let k = 0; k < batch.length; k++) {
-          const p = batch[k]!
+
+        /**
+         * The run of pipelined writes at the head of `todo` (PostgreSQL, see WriteOptions.pipelined):
+         * each is started once the one before it has built its statement, assuming that every write
+         * before it applies; the statements go in one message, each after the first guarded by the
+         * change row of the one before it. Returns what is left of `todo`, the writes to run again first.
+         */
+        const pipelinedRun = async (todo: Pending[]): Promise<Pending[]> => {
+          const run: PipelinedEntry[] = []
+          let rev = nextRev
+          let std = metaStd
+          let chain: number | null = null
+          let n = 0
+          while (n < todo.length && todo[n]!.pipelined) {
+            const e = startPipelined(tx, todo[n]!, rev, std, chain)
+            await e.reached
+            run.push(e)
+            n += 1
+            if (e.stmt) {
+              chain = rev
+              rev += 1
+              std += e.reserved
+            }
+          }
+          const sent = run.filter((e) => e.stmt)
+          if (sent.length > 0) {
+            let rows: Record<string, unknown>[]
+            try {
+              rows = (
+                await tx.executeQuery<Record<string, unknown>>(
+                  CompiledQuery.raw(
+                    PIPELINE,
+                    sent.map((e) => e.stmt),
+                  ),
+                )
+              ).rows
+            } catch (err) {
+              // Which statement failed is not known and the transaction is broken: the whole batch runs
+              // again, these writes each on their own (a failing one then fails alone).
+              for (const e of run) e.p.pipelined = false
+              for (const e of sent) e.answer(err)
+              await Promise.all(run.map((e) => e.settled))
+              retry = batch.slice()
+              outcomes.length = 0
+              throw RETRY
+            }
+            sent.forEach((e, i) => {
+              const row = rows[i] ?? {}
+              if (row.__chain !== true) e.answer(RERUN)
+              else {
+                e.applied = row.applied === true
+                e.answer({ row, applied: e.applied })
+              }
+            })
+          }
+          const again: Pending[] = []
+          for (const e of run) {
+            const r = await e.settled
+            if (r.status === 'rejected') {
+              if (r.reason === RERUN) again.push(e.p)
+              else outcomes.push({ p: e.p, ok: false, value: r.reason, revision: 0 })
+            } else if (!e.stmt)
+              outcomes.push({
+                p: e.p,
+                ok: false,
+                value: new Error('a pipelined write returned without flushIf'),
+                revision: 0,
+              })
+            else {
+              if (!e.applied) {
+                // Its checks did not pass in SQL but it decided to go on (as a flushIf caller may): its
+                // statements are still to run, now, as they would have after flushIf (the writes after it were
+                // not applied and run again).
+                try {
+                  await flush(tx, e.deferred, [e.rev, e.stdBase + e.reserved], e.changes)
+                } catch (err) {
+                  retry = batch.filter((x) => x !== e.p)
+                  outcomes.length = 0
+                  outcomes.push({ p: e.p, ok: false, value: err, revision: 0 })
+                  throw RETRY
+                }
+              }
+              outcomes.push({ p: e.p, ok: true, value: r.value, revision: e.rev })
+              metaRev = e.rev
+              metaStd = e.stdBase + e.reserved
+              nextRev = e.rev + 1
+            }
+          }
+          return [...again, ...todo.slice(n)]
+        }
+
+        let todo = batch.slice()
+        while (todo.length > 0) {
+          if (todo[0]!.pipelined) {
+            todo = await pipelinedRun(todo)
+            continue
+          }
+          const p = todo.shift()!
           const rev = nextRev
           // A deferredOnly write changes nothing before its flush (SQLite: its deferred statements wait for it).
           const guarded = !p.deferredOnly
@@ -288,16 +393,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
             async log(change) {
               // Buffered: the change rows of the write are inserted in one statement at its end.
               seq += 1
-              changes.push([
-                rev,
-                seq,
-                change.resource,
-                change.resource_id,
-                change.action,
-                change.project_id ?? null,
-                change.body === undefined || change.body === null ? null : JSON.stringify(change.body),
-                now,
-              ])
+              changes.push(changeRow(rev, seq, change, now))
             },
             async nextStandardAttrId(count = 1) {
               const first = stdBase + stdReserved + 1
@@ -347,7 +443,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
             else usable = !flushing && (sqliteHandle?.inTransaction ?? false)
             if (!usable) {
               // Answer this write; run the others again in a new transaction.
-              retry = batch.filter((_, j) => j !== k)
+              retry = batch.filter((x) => x !== p)
               outcomes.length = 0
               outcomes.push({ p, ok: false, value: err, revision: 0 })
               throw RETRY
@@ -406,8 +502,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
    * A write's deferred statements, standard attribute id / revision (`meta`) and change rows.
    * SQLite: deferred statements already ran; the rest are two prepared statements. PostgreSQL:
    * one statement, `WITH "d0" AS (…), "d1" AS (…) INSERT INTO changes …` when there are change rows;
-   * with `check`, `WITH "c" AS (check), "ok" AS (…), "d0" AS (… WHERE EXISTS ok) … SELECT "c".*, …`:
-   * everything guarded by the check, whose row is returned.
+   * with `check`, see `guardedStatement`.
    */
   async function flush<R = Record<string, unknown>>(
     tx: Transaction<Database>,
@@ -416,54 +511,146 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     changes: unknown[][],
     check?: GuardedCheck,
   ): Promise<{ row: R; applied: boolean }> {
-    const guard = ' exists (select 1 from "ok")'
-    const parts: { sql: string; parameters: readonly unknown[] }[] = deferred.map((q) => {
-      if (!isRaw(q)) {
-        if (check) throw new Error('flushIf needs hand-written deferred statements')
-        return q.compile()
-      }
-      if (!check) return q
-      if (!q.guard) throw new Error('flushIf needs deferred statements that say how to guard them')
-      return { sql: `${q.sql} ${q.guard}${guard}`, parameters: q.parameters }
-    })
-    if (meta) parts.push({ sql: check ? `${META_SQL[dialect]} and${guard}` : META_SQL[dialect], parameters: meta })
-    if (!check && (changes.length === 0 || dialect === 'sqlite')) {
+    if (check) {
+      const stmt = guardedStatement(deferred, meta, changes, check, null)
+      const { rows } = await raw<R & { applied?: boolean }>(tx, stmt.sql, stmt.parameters)
+      const row = rows[0] ?? ({} as R & { applied?: boolean })
+      return { row, applied: row.applied === true }
+    }
+    const parts = deferred.map((q) => (isRaw(q) ? q : q.compile()))
+    if (meta) parts.push({ sql: META_SQL[dialect], parameters: meta })
+    if (changes.length === 0 || dialect === 'sqlite') {
       for (const q of parts) await raw(tx, q.sql, q.parameters)
       await insertChanges(tx, changes)
       return { row: {} as R, applied: true }
     }
     // PostgreSQL: one statement.
     const first = changes.slice(0, CHANGE_CHUNK)
-    const rest = changes.slice(CHANGE_CHUNK)
-    if (check && rest.length > 0) throw new Error('flushIf: too many change rows')
-    let text = ''
-    const params: unknown[] = []
-    const cte = (name: string, q: { sql: string; parameters: readonly unknown[] }) => {
-      const offset = params.length
-      text += `${text ? ',' : 'with'} "${name}" as (${q.sql.replace(/\$(\d+)/g, (_, i) => `$${Number(i) + offset}`)})`
-      params.push(...q.parameters)
+    const { text, params } = ctes(parts)
+    const main = changesInsert(dialect, first.length, params.length)
+    params.push(...first.flat())
+    await raw(tx, `${text} ${main}`, params)
+    await insertChanges(tx, changes.slice(CHANGE_CHUNK))
+    return { row: {} as R, applied: true }
+  }
+
+  /**
+   * PostgreSQL: `WITH "c" AS (check), "ok" AS (…), "d0" AS (… WHERE EXISTS ok) … SELECT "c".*, applied, __chain`:
+   * everything guarded by the check, whose row is returned; with `chain`, also by the change row
+   * (`chain`, 1) existing (the write before it in a pipelined run was applied): `__chain` says whether it did.
+   */
+  function guardedStatement(
+    deferred: Deferred[],
+    meta: [number, number] | null,
+    changes: unknown[][],
+    check: GuardedCheck,
+    chain: number | null,
+  ): RawStatement {
+    if (dialect !== 'postgres') throw new Error('flushIf is for PostgreSQL')
+    const guard = ' exists (select 1 from "ok")'
+    const parts = deferred.map((q) => {
+      if (!isRaw(q)) throw new Error('flushIf needs hand-written deferred statements')
+      if (!q.guard) throw new Error('flushIf needs deferred statements that say how to guard them')
+      return { sql: `${q.sql} ${q.guard}${guard}`, parameters: q.parameters }
+    })
+    if (meta) parts.push({ sql: `${META_SQL[dialect]} and${guard}`, parameters: meta })
+    if (changes.length > CHANGE_CHUNK) throw new Error('flushIf: too many change rows')
+    if (changes.length > 0)
+      parts.push({
+        sql: `${changesInsert(dialect, changes.length, 0, true)} where${guard}`,
+        parameters: changes.flat(),
+      })
+    const held =
+      chain === null
+        ? { sql: 'select true as "held"', parameters: [] }
+        : {
+            sql: 'select exists (select 1 from "changes" where "revision" = $1 and "seq" = 1) as "held"',
+            parameters: [chain],
+          }
+    const { text, params } = ctes([check, held], ['c', 'chain'])
+    const okText = `, "ok" as (select 1 from "c", "chain" where "chain"."held" and (${check.ok}))`
+    const rest = ctes(parts, undefined, params.length)
+    return {
+      sql: `${text}${okText}${rest.text.replace(/^with/, ',')} select "c".*,${guard} as "applied", (select "held" from "chain") as "__chain" from "c"`,
+      parameters: [...params, ...rest.params],
     }
-    if (check) {
-      cte('c', check)
-      text += `, "ok" as (select 1 from "c" where ${check.ok})`
+  }
+
+  /**
+   * A pipelined write (see WriteOptions.pipelined) started with revision `rev` and standard attribute
+   * ids after `stdBase`, assuming the writes before it apply; `reached` resolves when it has built its
+   * statement (`stmt`) or has ended without one.
+   */
+  function startPipelined(
+    tx: Transaction<Database>,
+    p: Pending,
+    rev: number,
+    stdBase: number,
+    chain: number | null,
+  ): PipelinedEntry {
+    const now = isoSeconds(clock())
+    const changes: unknown[][] = []
+    const deferred: Deferred[] = []
+    let reserved = 0
+    let markReached: () => void = () => undefined
+    const e: PipelinedEntry = {
+      p,
+      rev,
+      stdBase,
+      reserved: 0,
+      stmt: null,
+      deferred,
+      changes,
+      applied: false,
+      reached: new Promise<void>((r) => {
+        markReached = r
+      }),
+      answer: () => undefined,
+      settled: Promise.resolve({ status: 'fulfilled', value: undefined }),
     }
-    for (const [n, q] of parts.entries()) cte(`d${n}`, q)
-    let main: string
-    if (check) {
-      if (first.length > 0)
-        cte(`d${parts.length}`, {
-          sql: `${changesInsert(dialect, first.length, 0, true)} where${guard}`,
-          parameters: first.flat(),
+    const misuse = (what: string) => new Error(`a pipelined write ${what}`)
+    const ctx: WriteContext = {
+      tx,
+      revision: rev,
+      now,
+      async log(change) {
+        if (e.stmt) throw misuse('logs nothing after flushIf')
+        changes.push(changeRow(rev, changes.length + 1, change, now))
+      },
+      async nextStandardAttrId(count = 1) {
+        if (e.stmt) throw misuse('reserves no standard attribute id after flushIf')
+        const first = stdBase + reserved + 1
+        reserved += count
+        return first
+      },
+      async query() {
+        throw misuse('reads nothing')
+      },
+      async defer(q) {
+        if (e.stmt) throw misuse('defers nothing after flushIf')
+        deferred.push(q)
+      },
+      flushIf<R>(check: GuardedCheck) {
+        if (e.stmt) return Promise.reject(misuse('calls flushIf once'))
+        if (changes.length === 0) return Promise.reject(misuse('logs a change before flushIf'))
+        e.reserved = reserved
+        e.stmt = guardedStatement(deferred, [rev, stdBase + reserved], changes, check, chain)
+        const answered = new Promise<{ row: R; applied: boolean }>((resolve, reject) => {
+          e.answer = (v) =>
+            v === RERUN || v instanceof Error || !isFlushAnswer(v)
+              ? reject(v)
+              : resolve(v as { row: R; applied: boolean })
         })
-      main = `select "c".*,${guard} as "applied" from "c"`
-    } else {
-      main = changesInsert(dialect, first.length, params.length)
-      params.push(...first.flat())
+        markReached()
+        return answered
+      },
     }
-    const { rows } = await raw<R & { applied?: boolean }>(tx, `${text} ${main}`, params)
-    await insertChanges(tx, rest)
-    const row = rows[0] ?? ({} as R & { applied?: boolean })
-    return { row, applied: check ? row.applied === true : true }
+    e.settled = (async () => p.fn(ctx))().then(
+      (value) => ({ status: 'fulfilled', value }) as const,
+      (reason) => ({ status: 'rejected', reason }) as const,
+    )
+    void e.settled.then(markReached)
+    return e
   }
 
   const store: Store = {
@@ -475,7 +662,8 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
           fn,
           resolve: resolve as (v: unknown) => void,
           reject,
-          deferredOnly: options?.deferredOnly ?? false,
+          deferredOnly: (options?.deferredOnly || options?.pipelined) ?? false,
+          pipelined: dialect === 'postgres' && (options?.pipelined ?? false),
         })
         if (!draining) {
           // Start after the current round of I/O callbacks, so that the requests read in it share
@@ -530,6 +718,10 @@ function changesInsert(dialect: DialectName, rows: number, offset: number, selec
 }
 
 const RETRY = Symbol('retry the batch')
+/** A pipelined write whose statement was not applied because the write before it was not: run it again. */
+const RERUN = Symbol('run the write again')
+/** The text that makes the pool client send a run's statements in one message (see foldingBegin). */
+const PIPELINE = '/* sgwall pipeline */'
 const NOTHING = Symbol('nothing to commit')
 
 interface Pending {
@@ -537,9 +729,64 @@ interface Pending {
   readonly resolve: (v: unknown) => void
   readonly reject: (err: unknown) => void
   readonly deferredOnly: boolean
+  /** See WriteOptions.pipelined; cleared when a pipelined message failed (the write then runs alone). */
+  pipelined: boolean
 }
 
 type Deferred = DeferrableQuery | RawStatement
+
+interface PipelinedEntry {
+  readonly p: Pending
+  readonly rev: number
+  readonly stdBase: number
+  /** Standard attribute ids it reserved before its flushIf. */
+  reserved: number
+  /** Its guarded statement, once flushIf was called. */
+  stmt: RawStatement | null
+  /** What it deferred and logged (run by its statement, or after it when not applied). */
+  readonly deferred: Deferred[]
+  readonly changes: unknown[][]
+  applied: boolean
+  readonly reached: Promise<void>
+  /** Settles its flushIf: the statement's row, RERUN, or the error of the message. */
+  answer: (v: unknown) => void
+  settled: Promise<PromiseSettledResult<unknown>>
+}
+
+const isFlushAnswer = (v: unknown): boolean => typeof v === 'object' && v !== null && 'applied' in v
+
+/** A change-log row (the columns of CHANGE_COLUMNS). */
+function changeRow(rev: number, seq: number, change: ChangeInput, now: string): unknown[] {
+  return [
+    rev,
+    seq,
+    change.resource,
+    change.resource_id,
+    change.action,
+    change.project_id ?? null,
+    change.body === undefined || change.body === null ? null : JSON.stringify(change.body),
+    now,
+  ]
+}
+
+/**
+ * PostgreSQL: statements as data-modifying CTEs `with "name" as (…), …` (names `d0`, `d1`, … unless given),
+ * their `$n` parameters renumbered after `offset`.
+ */
+function ctes(
+  parts: readonly { sql: string; parameters: readonly unknown[] }[],
+  names?: readonly string[],
+  offset = 0,
+): { text: string; params: unknown[] } {
+  let text = ''
+  const params: unknown[] = []
+  for (const [n, q] of parts.entries()) {
+    const base = offset + params.length
+    text += `${text ? ',' : 'with'} "${names?.[n] ?? `d${n}`}" as (${q.sql.replace(/\$(\d+)/g, (_, i) => `$${Number(i) + base}`)})`
+    params.push(...q.parameters)
+  }
+  return { text, params }
+}
 
 const isRaw = (q: Deferred): q is RawStatement => typeof (q as RawStatement).sql === 'string'
 
@@ -662,6 +909,40 @@ function preparedName(text: string): void {
   if (!PREPARED.has(text) && PREPARED.size < MAX_PREPARED) PREPARED.set(text, `sgw${PREPARED.size + 1}`)
 }
 
+/** Pipelined statements' texts → their names for `prepare` (another namespace than PREPARED's). */
+const PIPELINED = new Map<string, string>()
+function pipelineName(text: string): string {
+  let name = PIPELINED.get(text)
+  if (!name) {
+    // Past the bound a text is still prepared, under a name of its own that is not remembered (rare: the
+    // texts differ only by the number of rules in a bulk create).
+    name = `sgwp${PIPELINED.size + 1}`
+    if (PIPELINED.size < MAX_PREPARED) PIPELINED.set(text, name)
+    else name = `sgwp_${randomUUID().replaceAll('-', '')}`
+  }
+  return name
+}
+
+/**
+ * A parameter as a PostgreSQL literal for `execute`: `NULL`, a finite number, a boolean, or an
+ * escape string `E'…'` (backslashes and quotes doubled, which is right whatever
+ * standard_conforming_strings says). A string with a NUL character (which no text column can hold)
+ * or any other value is refused: the message then fails and its writes run again on their own.
+ */
+export function literal(v: unknown): string {
+  if (v === null || v === undefined) return 'NULL'
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v)) throw new Error(`literal: ${v} is not a finite number`)
+    return String(v)
+  }
+  if (typeof v === 'boolean') return v ? 'true' : 'false'
+  if (typeof v === 'string') {
+    if (v.includes('\0')) throw new Error('literal: a string with a NUL character')
+    return `E'${v.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`
+  }
+  throw new Error(`literal: a ${typeof v} is not a statement parameter here`)
+}
+
 /**
  * The PostgreSQL pool as Kysely sees it, with clients that hold back a bare `begin` and send it
  * in one simple-protocol message with the next statement when that statement has no parameters
@@ -688,9 +969,43 @@ function foldingBegin(pool: pg.Pool): PostgresPool {
         }
         await client.query('begin')
       }
+      if (text === PIPELINE) return pipeline(values as readonly RawStatement[])
       const name = bare ? undefined : PREPARED.get(text)
       if (name) return client.query({ name, text, values: values as unknown[] })
       return client.query(text, values as unknown[] | undefined)
+    }
+    /** Names this connection has prepared with `prepare` (null: not known, after a failed message). */
+    let known: Set<string> | null = new Set()
+    /**
+     * Statements in one simple-protocol message, `prepare`d once per connection and run with
+     * `execute name(literals…)`: PostgreSQL runs them one after another without waiting for us.
+     * Returns the first row of each statement's result.
+     */
+    const pipeline = async (stmts: readonly RawStatement[]) => {
+      if (!known) {
+        const { rows } = await client.query<{ name: string }>('select name from pg_prepared_statements')
+        known = new Set(rows.map((r) => r.name))
+      }
+      let text = ''
+      for (const st of stmts) {
+        const name = pipelineName(st.sql)
+        if (!known.has(name)) {
+          text += `prepare ${name} as ${st.sql};\n`
+          known.add(name)
+        }
+        text += `execute ${name}(${st.parameters.map(literal).join(', ')});\n`
+      }
+      let res: pg.QueryResult | pg.QueryResult[]
+      try {
+        res = (await client.query(text)) as unknown as pg.QueryResult | pg.QueryResult[]
+      } catch (err) {
+        known = null
+        throw err
+      }
+      const rows = (Array.isArray(res) ? res : [res]).filter((r) => r.command !== 'PREPARE').map((r) => r.rows[0])
+      if (rows.length !== stmts.length)
+        throw new Error(`pipeline: ${rows.length} results for ${stmts.length} statements`)
+      return { command: 'SELECT', rowCount: rows.length, rows }
     }
     return {
       query,

@@ -169,6 +169,155 @@ for (const d of storeDialects()) {
       expect(Math.max(...batches.slice(batchesBefore))).toBeGreaterThan(1)
     })
 
+    // PostgreSQL only (pipelining needs it; on SQLite `pipelined` has no effect).
+    if (d.name === 'postgres')
+      it('sends queued pipelined writes in one message; one not applied makes the later ones run again, in order', async () => {
+        const before = await store.revision()
+        await store.write(async (w) => {
+          await w.tx
+            .insertInto('security_groups')
+            .values(group('taken', w.now, await w.nextStandardAttrId()))
+            .execute()
+          await w.log({ resource: 'security_group', resource_id: 'taken', action: 'create' })
+        })
+        // A pipelined insert of group `id`, applied when no group `id` exists; `proceed`: when the check
+        // fails it goes on all the same (its statements then run after the message); `ok`: the condition.
+        const insert = (id: string, opts: { proceed?: boolean; ok?: string; name?: string } = {}) =>
+          store.write(
+            async (w) => {
+              const std = await w.nextStandardAttrId()
+              await w.defer({
+                sql:
+                  'insert into "security_groups" ("id", "project_id", "name", "description", "created_at", "updated_at", ' +
+                  '"revision_number", "standard_attr_id", "stateful") select * from (values ($1::text, $2::text, $3::text, ' +
+                  "'', $4::text, $4::text, 0, $5::integer, 1)) v",
+                parameters: [id, 'p1', opts.name ?? id, w.now, std],
+                guard: 'where',
+              })
+              await w.log({ resource: 'security_group', resource_id: id, action: 'create' })
+              const { applied } = await w.flushIf<{ n: number }>({
+                sql: 'select count(*)::integer as "n" from "security_groups" where "id" = $1',
+                parameters: [id],
+                ok: opts.ok ?? '"c"."n" = 0',
+              })
+              if (!applied && !opts.proceed) throw new Error(`${id} exists`)
+              return w.revision
+            },
+            { pipelined: true },
+          )
+        const sent: string[] = []
+        const original = pg.Client.prototype.query
+        pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+          const q = args[0]
+          sent.push(typeof q === 'string' ? q : String((q as { text?: string }).text))
+          return (original as (...a: unknown[]) => unknown).apply(this, args)
+        } as typeof original
+        let results: PromiseSettledResult<number>[]
+        try {
+          results = await Promise.allSettled([
+            insert('pa'),
+            insert('taken'), // its check fails: the writes after it in the message are not applied, and run again
+            insert('pb'),
+            insert('pc'),
+            store.write(
+              async () => {
+                throw new Error('refused before flushIf')
+              },
+              { pipelined: true },
+            ),
+            insert('pd'),
+            insert('pe', { ok: 'false', proceed: true }), // not applied, goes on: its statements run after the message
+            insert('pf'),
+          ])
+        } finally {
+          pg.Client.prototype.query = original
+        }
+        expect(results.map((r) => (r.status === 'fulfilled' ? r.value - before : String(r.reason)))).toEqual([
+          2,
+          'Error: taken exists',
+          3,
+          4,
+          'Error: refused before flushIf',
+          5,
+          6,
+          7,
+        ])
+        expect(await store.revision()).toBe(before + 7)
+        const log = await store.db
+          .selectFrom('changes')
+          .selectAll()
+          .where('revision', '>', before + 1)
+          .orderBy('revision')
+          .orderBy('seq')
+          .execute()
+        expect(log.map((c) => [Number(c.revision) - before, c.seq, c.resource_id])).toEqual([
+          [2, 1, 'pa'],
+          [3, 1, 'pb'],
+          [4, 1, 'pc'],
+          [5, 1, 'pd'],
+          [6, 1, 'pe'],
+          [7, 1, 'pf'],
+        ])
+        const rows = await store.db
+          .selectFrom('security_groups')
+          .select(['id', 'standard_attr_id'])
+          .where('id', 'in', ['pa', 'pb', 'pc', 'pd', 'pe', 'pf'])
+          .orderBy('standard_attr_id')
+          .execute()
+        expect(rows.map((r) => r.id)).toEqual(['pa', 'pb', 'pc', 'pd', 'pe', 'pf'])
+        // Standard attribute ids stay unique and the meta row continues after them.
+        const next = await store.write((w) => w.nextStandardAttrId())
+        expect(next).toBeGreaterThan(Math.max(...rows.map((r) => Number(r.standard_attr_id))))
+        // The first message carried the whole run: eight writes, seven statements (one refused before).
+        const messages = sent.filter((t) => t.includes('execute sgwp'))
+        expect(messages[0]?.match(/execute sgwp/g)).toHaveLength(7)
+        expect(messages.length).toBeGreaterThanOrEqual(3)
+      })
+
+    // PostgreSQL only (pipelining needs it; on SQLite `pipelined` has no effect).
+    if (d.name === 'postgres')
+      it('runs the writes of a failed pipelined message again, each on its own: the failing one fails alone', async () => {
+        const before = await store.revision()
+        const insert = (id: string, name: string) =>
+          store.write(
+            async (w) => {
+              const std = await w.nextStandardAttrId()
+              await w.defer({
+                sql:
+                  'insert into "security_groups" ("id", "project_id", "name", "description", "created_at", "updated_at", ' +
+                  '"revision_number", "standard_attr_id", "stateful") select * from (values ($1::text, $2::text, $3::text, ' +
+                  "'', $4::text, $4::text, 0, $5::integer, 1)) v",
+                parameters: [id, 'p1', name, w.now, std],
+                guard: 'where',
+              })
+              await w.log({ resource: 'security_group', resource_id: id, action: 'create' })
+              const { applied } = await w.flushIf<{ n: number }>({
+                sql: 'select count(*)::integer as "n" from "security_groups" where "id" = $1',
+                parameters: [id],
+                ok: '"c"."n" = 0',
+              })
+              if (!applied) throw new Error(`${id} exists`)
+              return w.revision
+            },
+            { pipelined: true },
+          )
+        // A NUL character cannot be a literal (nor a PostgreSQL text value): the message is refused, the
+        // writes run again one by one, and only that one fails (PostgreSQL refuses the parameter).
+        const results = await Promise.allSettled([insert('qa', 'qa'), insert('qb', 'q\u0000b'), insert('qc', "q'c\\")])
+        expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled'])
+        expect(results.flatMap((r) => (r.status === 'fulfilled' ? [r.value - before] : []))).toEqual([1, 2])
+        const names = await store.db
+          .selectFrom('security_groups')
+          .select(['id', 'name'])
+          .where('id', 'in', ['qa', 'qb', 'qc'])
+          .orderBy('id')
+          .execute()
+        expect(names).toEqual([
+          { id: 'qa', name: 'qa' },
+          { id: 'qc', name: "q'c\\" },
+        ])
+      })
+
     it('hands out unique standard attribute ids', async () => {
       const ids = await Promise.all(Array.from({ length: 5 }, () => store.write((w) => w.nextStandardAttrId())))
       expect(new Set(ids).size).toBe(5)
