@@ -212,13 +212,38 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
 
   /** Writes waiting for the next batch; a batch runs them in one transaction (see `write`). */
   const queue: Pending[] = []
-  let draining = false
-  const runQueue = async () => {
-    try {
-      while (queue.length > 0) await runBatch(queue.splice(0, MAX_BATCH))
-    } finally {
-      draining = false
+  /** A batch is running its transaction (before its commit on PostgreSQL, to its end on SQLite). */
+  let active = false
+  /** A start of the next batch is scheduled. */
+  let scheduled = false
+  /** Resolves when the last started batch has answered its callers (batches answer in order). */
+  let lastAnswered: Promise<void> = Promise.resolve()
+  /**
+   * Starts the next batch unless one is active. On PostgreSQL a batch stops being active when it sends
+   * its commit: the next one opens its transaction at once, on another connection, and its revision
+   * lock is granted the moment the commit is done (no round trip of ours in between). On SQLite (one
+   * connection) the next batch starts when the last one has ended.
+   */
+  const pump = () => {
+    if (active || queue.length === 0) return
+    active = true
+    const batch = queue.splice(0, MAX_BATCH)
+    let released = false
+    const release = () => {
+      if (released) return
+      released = true
+      active = false
+      pump()
     }
+    const previous = lastAnswered
+    let answered: () => void = () => undefined
+    lastAnswered = new Promise<void>((r) => {
+      answered = r
+    })
+    void runBatch(batch, dialect === 'postgres' ? release : () => undefined, previous).finally(() => {
+      answered()
+      release()
+    })
   }
 
   /**
@@ -249,7 +274,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
    * outside a savepoint), everything is rolled back, the failed write is answered, and the others
    * go back to the front of the queue and run again from scratch.
    */
-  async function runBatch(batch: Pending[]): Promise<void> {
+  async function runBatch(batch: Pending[], committing: () => void, previous: Promise<void>): Promise<void> {
     options.onBatch?.(batch.length)
     const outcomes: { p: Pending; ok: boolean; value: unknown; revision: number }[] = []
     let retry: Pending[] | null = null
@@ -464,6 +489,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
             await tx.updateTable('sgwall_meta').set({ pruned_through: cut }).where('id', '=', 1).execute()
           }
         }
+        committing()
       })
     } catch (err) {
       if (err === RETRY && retry) {
@@ -478,6 +504,8 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
       }
       revisions = []
     }
+    // After the batch before it (whose commit came first): callers and listeners see revisions in order.
+    await previous
     // Answered, then listeners: both before any caller continues (continuations are microtasks), as before.
     for (const o of outcomes) (o.ok ? o.p.resolve : o.p.reject)(o.value)
     for (const r of revisions)
@@ -665,12 +693,15 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
           deferredOnly: (options?.deferredOnly || options?.pipelined) ?? false,
           pipelined: dialect === 'postgres' && (options?.pipelined ?? false),
         })
-        if (!draining) {
+        if (!active && !scheduled) {
           // Start after the current round of I/O callbacks, so that the requests read in it share
           // the transaction (on SQLite a batch otherwise runs to its end before the next one is read).
           // (The timers module's own setImmediate: fake timers in a test do not stop the store.)
-          draining = true
-          setImmediate(runQueue)
+          scheduled = true
+          setImmediate(() => {
+            scheduled = false
+            pump()
+          })
         }
       })
     },

@@ -318,6 +318,43 @@ for (const d of storeDialects()) {
         ])
       })
 
+    it('keeps revisions consecutive and in order under a steady load (PostgreSQL: the next batch opens while one commits)', async () => {
+      const before = await store.revision()
+      const events: string[] = []
+      const local = await freshDatabaseUrl(d.name)
+      const s2 = await openStore(local.url, { onBatch: () => events.push('start') })
+      const seen: number[] = []
+      const off = s2.onCommit((r) => {
+        seen.push(r)
+        events.push('commit')
+      })
+      try {
+        // Writes arriving all the time (one per millisecond or so), whatever the answers.
+        const pending: Promise<number>[] = []
+        for (let k = 0; k < 200; k++) {
+          pending.push(
+            s2.write(async (w) => {
+              await w.log({ resource: 'security_group', resource_id: `w${k}`, action: 'create' })
+              return w.revision
+            }),
+          )
+          await new Promise((r) => setTimeout(r, 0))
+        }
+        const answers = await Promise.all(pending)
+        expect([...answers].sort((a, b) => a - b)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1))
+        expect(seen).toEqual(Array.from({ length: 200 }, (_, i) => i + 1))
+        const log = await s2.db.selectFrom('changes').select(['revision', 'resource_id']).orderBy('revision').execute()
+        expect(log.map((c) => Number(c.revision))).toEqual(seen)
+        // PostgreSQL: some batch started before the one before it had committed.
+        if (d.name === 'postgres') expect(events.join(' ')).toMatch(/start start/)
+      } finally {
+        off()
+        await s2.close()
+        await local.drop()
+      }
+      expect(await store.revision()).toBe(before)
+    })
+
     it('hands out unique standard attribute ids', async () => {
       const ids = await Promise.all(Array.from({ length: 5 }, () => store.write((w) => w.nextStandardAttrId())))
       expect(new Set(ids).size).toBe(5)
