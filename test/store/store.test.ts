@@ -3,6 +3,23 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openStore, type Store, type WriteContext } from '../../src/store/index.js'
 import { freshDatabaseUrl, storeDialects } from '../helpers/dialects.js'
 
+/** Records the text of every query PostgreSQL clients send until `restore()`. */
+function spyQueries(): { sent: string[]; restore(): void } {
+  const sent: string[] = []
+  const original = pg.Client.prototype.query
+  pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+    const q = args[0]
+    sent.push(typeof q === 'string' ? q : String((q as { text?: string }).text))
+    return (original as (...a: unknown[]) => unknown).apply(this, args)
+  } as typeof original
+  return {
+    sent,
+    restore() {
+      pg.Client.prototype.query = original
+    },
+  }
+}
+
 for (const d of storeDialects()) {
   describe.skipIf(!d.available)(`store on ${d.name}`, () => {
     let store: Store
@@ -169,6 +186,33 @@ for (const d of storeDialects()) {
       expect(Math.max(...batches.slice(batchesBefore))).toBeGreaterThan(1)
     })
 
+    // A pipelined insert of group `id` (PostgreSQL), applied when no group `id` exists; `ok`: the check's
+    // condition instead; `proceed`: when the check fails it goes on all the same (its statements then run
+    // after the message).
+    const insert = (id: string, opts: { proceed?: boolean; ok?: string; name?: string } = {}) =>
+      store.write(
+        async (w) => {
+          const std = await w.nextStandardAttrId()
+          await w.defer({
+            sql:
+              'insert into "security_groups" ("id", "project_id", "name", "description", "created_at", "updated_at", ' +
+              '"revision_number", "standard_attr_id", "stateful") select * from (values ($1::text, $2::text, $3::text, ' +
+              "'', $4::text, $4::text, 0, $5::integer, 1)) v",
+            parameters: [id, 'p1', opts.name ?? id, w.now, std],
+            guard: 'where',
+          })
+          await w.log({ resource: 'security_group', resource_id: id, action: 'create' })
+          const { applied } = await w.flushIf<{ n: number }>({
+            sql: 'select count(*)::integer as "n" from "security_groups" where "id" = $1',
+            parameters: [id],
+            ok: opts.ok ?? '"c"."n" = 0',
+          })
+          if (!applied && !opts.proceed) throw new Error(`${id} exists`)
+          return w.revision
+        },
+        { pipelined: true },
+      )
+
     // PostgreSQL only (pipelining needs it; on SQLite `pipelined` has no effect).
     if (d.name === 'postgres')
       it('sends queued pipelined writes in one message; one not applied makes the later ones run again, in order', async () => {
@@ -180,38 +224,7 @@ for (const d of storeDialects()) {
             .execute()
           await w.log({ resource: 'security_group', resource_id: 'taken', action: 'create' })
         })
-        // A pipelined insert of group `id`, applied when no group `id` exists; `proceed`: when the check
-        // fails it goes on all the same (its statements then run after the message); `ok`: the condition.
-        const insert = (id: string, opts: { proceed?: boolean; ok?: string; name?: string } = {}) =>
-          store.write(
-            async (w) => {
-              const std = await w.nextStandardAttrId()
-              await w.defer({
-                sql:
-                  'insert into "security_groups" ("id", "project_id", "name", "description", "created_at", "updated_at", ' +
-                  '"revision_number", "standard_attr_id", "stateful") select * from (values ($1::text, $2::text, $3::text, ' +
-                  "'', $4::text, $4::text, 0, $5::integer, 1)) v",
-                parameters: [id, 'p1', opts.name ?? id, w.now, std],
-                guard: 'where',
-              })
-              await w.log({ resource: 'security_group', resource_id: id, action: 'create' })
-              const { applied } = await w.flushIf<{ n: number }>({
-                sql: 'select count(*)::integer as "n" from "security_groups" where "id" = $1',
-                parameters: [id],
-                ok: opts.ok ?? '"c"."n" = 0',
-              })
-              if (!applied && !opts.proceed) throw new Error(`${id} exists`)
-              return w.revision
-            },
-            { pipelined: true },
-          )
-        const sent: string[] = []
-        const original = pg.Client.prototype.query
-        pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
-          const q = args[0]
-          sent.push(typeof q === 'string' ? q : String((q as { text?: string }).text))
-          return (original as (...a: unknown[]) => unknown).apply(this, args)
-        } as typeof original
+        const { sent, restore } = spyQueries()
         let results: PromiseSettledResult<number>[]
         try {
           results = await Promise.allSettled([
@@ -230,7 +243,7 @@ for (const d of storeDialects()) {
             insert('pf'),
           ])
         } finally {
-          pg.Client.prototype.query = original
+          restore()
         }
         expect(results.map((r) => (r.status === 'fulfilled' ? r.value - before : String(r.reason)))).toEqual([
           2,
@@ -278,32 +291,13 @@ for (const d of storeDialects()) {
     if (d.name === 'postgres')
       it('runs the writes of a failed pipelined message again, each on its own: the failing one fails alone', async () => {
         const before = await store.revision()
-        const insert = (id: string, name: string) =>
-          store.write(
-            async (w) => {
-              const std = await w.nextStandardAttrId()
-              await w.defer({
-                sql:
-                  'insert into "security_groups" ("id", "project_id", "name", "description", "created_at", "updated_at", ' +
-                  '"revision_number", "standard_attr_id", "stateful") select * from (values ($1::text, $2::text, $3::text, ' +
-                  "'', $4::text, $4::text, 0, $5::integer, 1)) v",
-                parameters: [id, 'p1', name, w.now, std],
-                guard: 'where',
-              })
-              await w.log({ resource: 'security_group', resource_id: id, action: 'create' })
-              const { applied } = await w.flushIf<{ n: number }>({
-                sql: 'select count(*)::integer as "n" from "security_groups" where "id" = $1',
-                parameters: [id],
-                ok: '"c"."n" = 0',
-              })
-              if (!applied) throw new Error(`${id} exists`)
-              return w.revision
-            },
-            { pipelined: true },
-          )
         // A NUL character cannot be a literal (nor a PostgreSQL text value): the message is refused, the
         // writes run again one by one, and only that one fails (PostgreSQL refuses the parameter).
-        const results = await Promise.allSettled([insert('qa', 'qa'), insert('qb', 'q\u0000b'), insert('qc', "q'c\\")])
+        const results = await Promise.allSettled([
+          insert('qa'),
+          insert('qb', { name: 'q\u0000b' }),
+          insert('qc', { name: "q'c\\" }),
+        ])
         expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled'])
         expect(results.flatMap((r) => (r.status === 'fulfilled' ? [r.value - before] : []))).toEqual([1, 2])
         const names = await store.db
@@ -366,13 +360,7 @@ for (const d of storeDialects()) {
 
     it('runs deferred statements before commit, and a write in few round trips on PostgreSQL', async () => {
       const now = '2026-01-01T00:00:00Z'
-      const sent: string[] = []
-      const original = pg.Client.prototype.query
-      pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
-        const q = args[0]
-        sent.push(typeof q === 'string' ? q : String((q as { text?: string }).text))
-        return (original as (...a: unknown[]) => unknown).apply(this, args)
-      } as typeof original
+      const { sent, restore } = spyQueries()
       let rev = 0
       try {
         rev = await store.write(
@@ -386,7 +374,7 @@ for (const d of storeDialects()) {
           { deferredOnly: true },
         )
       } finally {
-        pg.Client.prototype.query = original
+        restore()
       }
       const row = await store.db
         .selectFrom('security_groups')
