@@ -62,10 +62,11 @@ export interface WriteContext {
   /**
    * PostgreSQL only: flushes what the write deferred and logged so far (hand-written statements
    * with a `guard`) in one statement with `check`, and only if the check's `ok` holds; returns the
-   * check's row and whether the flush was applied (if not, nothing changed and everything stays
-   * pending). One round trip for a write whose checks pass.
+   * check's row, whether the flush was applied (if not, nothing changed and everything stays
+   * pending) and the write's revision (a pipelined write's, when applied, as the database gave it).
+   * One round trip for a write whose checks pass.
    */
-  flushIf<R = Record<string, unknown>>(check: GuardedCheck): Promise<{ row: R; applied: boolean }>
+  flushIf<R = Record<string, unknown>>(check: GuardedCheck): Promise<{ row: R; applied: boolean; revision: number }>
 }
 
 /** A Kysely insert/update/delete builder of the transaction (`w.tx`). */
@@ -101,11 +102,12 @@ export interface WriteOptions {
    */
   readonly deferredOnly?: boolean
   /**
-   * PostgreSQL: the write's one statement is its `flushIf`, called once, after every `log` (at
-   * least one) and `nextStandardAttrId`; it reads nothing through `tx` or `query` and defers nothing
-   * after it. Such writes queued one after another in a batch send their statements together, in
-   * one message (one round trip for all), each applied only if the one before it was (so revisions
-   * stay consecutive); one that was not is run again. Implies `deferredOnly`. SQLite: no effect.
+   * PostgreSQL: the write's one statement is its `flushIf`, called once, after every `log` (at least
+   * one) and `nextStandardAttrId`; it reads nothing through `tx` or `query`, defers nothing after it,
+   * and does not use `revision` (NaN: the database gives the revision; standard attribute ids come from
+   * a block reserved ahead). Such writes queued together run as one transaction sent in one message
+   * (one round trip for all), one statement after another. One that goes on although its checks failed
+   * (its statements did not run) is run again on its own. Implies `deferredOnly`. SQLite: no effect.
    */
   readonly pipelined?: boolean
 }
@@ -227,7 +229,11 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
   const pump = () => {
     if (active || queue.length === 0) return
     active = true
-    const batch = queue.splice(0, MAX_BATCH)
+    // A batch is a run of pipelined writes (one message, see runMessage) or of other writes (runBatch).
+    const kind = queue[0]!.pipelined
+    let n = 1
+    while (n < queue.length && n < MAX_BATCH && queue[n]!.pipelined === kind) n++
+    const batch = queue.splice(0, n)
     let released = false
     const release = () => {
       if (released) return
@@ -240,7 +246,10 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     lastAnswered = new Promise<void>((r) => {
       answered = r
     })
-    void runBatch(batch, dialect === 'postgres' ? release : () => undefined, previous).finally(() => {
+    const run = kind
+      ? runMessage(batch, previous)
+      : runBatch(batch, dialect === 'postgres' ? release : () => undefined, previous)
+    void run.finally(() => {
       answered()
       release()
     })
@@ -293,103 +302,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
         let nextRev = before + 1
         let savepointOpen = false
 
-        /**
-         * The run of pipelined writes at the head of `todo` (PostgreSQL, see WriteOptions.pipelined):
-         * each is started once the one before it has built its statement, assuming that every write
-         * before it applies; the statements go in one message, each after the first guarded by the
-         * change row of the one before it. Returns what is left of `todo`, the writes to run again first.
-         */
-        const pipelinedRun = async (todo: Pending[]): Promise<Pending[]> => {
-          const run: PipelinedEntry[] = []
-          let rev = nextRev
-          let std = metaStd
-          let chain: number | null = null
-          let n = 0
-          while (n < todo.length && todo[n]!.pipelined) {
-            const e = startPipelined(tx, todo[n]!, rev, std, chain)
-            await e.reached
-            run.push(e)
-            n += 1
-            if (e.stmt) {
-              chain = rev
-              rev += 1
-              std += e.reserved
-            }
-          }
-          const sent = run.filter((e) => e.stmt)
-          if (sent.length > 0) {
-            let rows: Record<string, unknown>[]
-            try {
-              rows = (
-                await tx.executeQuery<Record<string, unknown>>(
-                  CompiledQuery.raw(
-                    PIPELINE,
-                    sent.map((e) => e.stmt),
-                  ),
-                )
-              ).rows
-            } catch (err) {
-              // Which statement failed is not known and the transaction is broken: the whole batch runs
-              // again, these writes each on their own (a failing one then fails alone).
-              for (const e of run) e.p.pipelined = false
-              for (const e of sent) e.answer(err)
-              await Promise.all(run.map((e) => e.settled))
-              retry = batch.slice()
-              outcomes.length = 0
-              throw RETRY
-            }
-            sent.forEach((e, i) => {
-              const row = rows[i] ?? {}
-              if (row.__chain !== true) e.answer(RERUN)
-              else {
-                e.applied = row.applied === true
-                e.answer({ row, applied: e.applied })
-              }
-            })
-          }
-          const again: Pending[] = []
-          for (const e of run) {
-            const r = await e.settled
-            if (r.status === 'rejected') {
-              if (r.reason === RERUN) again.push(e.p)
-              else outcomes.push({ p: e.p, ok: false, value: r.reason, revision: 0 })
-            } else if (!e.stmt)
-              outcomes.push({
-                p: e.p,
-                ok: false,
-                value: new Error('a pipelined write returned without flushIf'),
-                revision: 0,
-              })
-            else {
-              if (!e.applied) {
-                // Its checks did not pass in SQL but it decided to go on (as a flushIf caller may): its
-                // statements are still to run, now, as they would have after flushIf (the writes after it were
-                // not applied and run again).
-                try {
-                  await flush(tx, e.deferred, [e.rev, e.stdBase + e.reserved], e.changes)
-                } catch (err) {
-                  retry = batch.filter((x) => x !== e.p)
-                  outcomes.length = 0
-                  outcomes.push({ p: e.p, ok: false, value: err, revision: 0 })
-                  throw RETRY
-                }
-              }
-              outcomes.push({ p: e.p, ok: true, value: r.value, revision: e.rev })
-              metaRev = e.rev
-              metaStd = e.stdBase + e.reserved
-              nextRev = e.rev + 1
-            }
-          }
-          return [...again, ...todo.slice(n)]
-        }
-
-        let todo = batch.slice()
-        while (todo.length > 0) {
-          if (todo[0]!.pipelined) {
-            todo = await pipelinedRun(todo)
-            continue
-          }
-          const p = todo.shift()!
+        for (const p of batch) {
           const rev = nextRev
           // A deferredOnly write changes nothing before its flush (SQLite: its deferred statements wait for it).
           const guarded = !p.deferredOnly
@@ -442,7 +355,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
                 revWritten = true
                 stdWritten = stdReserved
               }
-              return { row, applied }
+              return { row, applied, revision: rev }
             },
           }
           let flushing = false
@@ -540,7 +453,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     check?: GuardedCheck,
   ): Promise<{ row: R; applied: boolean }> {
     if (check) {
-      const stmt = guardedStatement(deferred, meta, changes, check, null)
+      const stmt = guardedStatement(deferred, meta, changes, check)
       const { rows } = await raw<R & { applied?: boolean }>(tx, stmt.sql, stmt.parameters)
       const row = rows[0] ?? ({} as R & { applied?: boolean })
       return { row, applied: row.applied === true }
@@ -562,74 +475,110 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     return { row: {} as R, applied: true }
   }
 
+  /** The guarded parts of a write's statement (`ok`: the CTE its check passes in). */
+  function guardedParts(deferred: Deferred[]): { sql: string; parameters: readonly unknown[] }[] {
+    if (dialect !== 'postgres') throw new Error('flushIf is for PostgreSQL')
+    return deferred.map((q) => {
+      if (!isRaw(q)) throw new Error('flushIf needs hand-written deferred statements')
+      if (!q.guard) throw new Error('flushIf needs deferred statements that say how to guard them')
+      return { sql: `${q.sql} ${q.guard}${OK}`, parameters: q.parameters }
+    })
+  }
+
   /**
-   * PostgreSQL: `WITH "c" AS (check), "ok" AS (…), "d0" AS (… WHERE EXISTS ok) … SELECT "c".*, applied, __chain`:
-   * everything guarded by the check, whose row is returned; with `chain`, also by the change row
-   * (`chain`, 1) existing (the write before it in a pipelined run was applied): `__chain` says whether it did.
+   * PostgreSQL: `WITH "c" AS (check), "ok" AS (…), "d0" AS (… WHERE EXISTS ok) … SELECT "c".*, applied`:
+   * everything guarded by the check, whose row is returned.
    */
   function guardedStatement(
     deferred: Deferred[],
     meta: [number, number] | null,
     changes: unknown[][],
     check: GuardedCheck,
-    chain: number | null,
   ): RawStatement {
-    if (dialect !== 'postgres') throw new Error('flushIf is for PostgreSQL')
-    const guard = ' exists (select 1 from "ok")'
-    const parts = deferred.map((q) => {
-      if (!isRaw(q)) throw new Error('flushIf needs hand-written deferred statements')
-      if (!q.guard) throw new Error('flushIf needs deferred statements that say how to guard them')
-      return { sql: `${q.sql} ${q.guard}${guard}`, parameters: q.parameters }
-    })
-    if (meta) parts.push({ sql: `${META_SQL[dialect]} and${guard}`, parameters: meta })
+    const parts = guardedParts(deferred)
+    if (meta) parts.push({ sql: `${META_SQL[dialect]} and${OK}`, parameters: meta })
     if (changes.length > CHANGE_CHUNK) throw new Error('flushIf: too many change rows')
     if (changes.length > 0)
-      parts.push({
-        sql: `${changesInsert(dialect, changes.length, 0, true)} where${guard}`,
-        parameters: changes.flat(),
-      })
-    const held =
-      chain === null
-        ? { sql: 'select true as "held"', parameters: [] }
-        : {
-            sql: 'select exists (select 1 from "changes" where "revision" = $1 and "seq" = 1) as "held"',
-            parameters: [chain],
-          }
-    const { text, params } = ctes([check, held], ['c', 'chain'])
-    const okText = `, "ok" as (select 1 from "c", "chain" where "chain"."held" and (${check.ok}))`
+      parts.push({ sql: `${changesInsert(dialect, changes.length, 0, true)} where${OK}`, parameters: changes.flat() })
+    const { text, params } = ctes([check], ['c'])
     const rest = ctes(parts, undefined, params.length)
     return {
-      sql: `${text}${okText}${rest.text.replace(/^with/, ',')} select "c".*,${guard} as "applied", (select "held" from "chain") as "__chain" from "c"`,
+      sql: `${text}, "ok" as (select 1 from "c" where ${check.ok})${rest.text.replace(/^with/, ',')} select "c".*,${OK} as "applied" from "c"`,
       parameters: [...params, ...rest.params],
     }
   }
 
   /**
-   * A pipelined write (see WriteOptions.pipelined) started with revision `rev` and standard attribute
-   * ids after `stdBase`, assuming the writes before it apply; `reached` resolves when it has built its
+   * PostgreSQL, a pipelined write's statement: as `guardedStatement`, but the revision is taken in SQL
+   * (`"m"`: the meta row's revision + 1, when the check passes) and given to its change rows; the row
+   * returned also says `__revision`.
+   */
+  function messageStatement(deferred: Deferred[], changes: unknown[][], check: GuardedCheck): RawStatement {
+    const parts = guardedParts(deferred)
+    if (changes.length === 0 || changes.length > CHANGE_CHUNK)
+      throw new Error('a pipelined write logs between 1 and 500 changes')
+    const tuples: string[] = []
+    for (let r = 0; r < changes.length; r++) {
+      const b = r * 7
+      tuples.push(
+        `($${b + 1}::integer, $${b + 2}::text, $${b + 3}::text, $${b + 4}::text, $${b + 5}::text, $${b + 6}::text, $${b + 7}::text)`,
+      )
+    }
+    parts.push({
+      sql: `insert into "changes" (${CHANGE_COLUMNS}) select "m"."revision", v.* from "m", (values ${tuples.join(', ')}) v`,
+      parameters: changes.flatMap((c) => c.slice(1)),
+    })
+    const { text, params } = ctes([check], ['c'])
+    const rest = ctes(parts, undefined, params.length)
+    return {
+      sql:
+        `${text}, "ok" as (select 1 from "c" where ${check.ok}), ` +
+        `"m" as (update "sgwall_meta" set "revision" = "revision" + 1 where "id" = 1 and${OK} returning "revision")` +
+        `${rest.text.replace(/^with/, ',')} select "c".*,${OK} as "applied", (select "revision" from "m") as "__revision" from "c"`,
+      parameters: [...params, ...rest.params],
+    }
+  }
+
+  /** Standard attribute ids reserved ahead for pipelined writes: [stdNext, stdEnd). */
+  let stdNext = 0
+  let stdEnd = 0
+  let stdReserving: Promise<unknown> = Promise.resolve()
+  /** `count` consecutive standard attribute ids from the block reserved ahead (reserving another when short). */
+  const reserveStd = (count: number): Promise<number> => {
+    const next = stdReserving.then(async () => {
+      if (stdEnd - stdNext < count) {
+        const size = Math.max(STD_BLOCK, count)
+        const row = await db
+          .updateTable('sgwall_meta')
+          .set((eb) => ({ standard_attr_id: eb('standard_attr_id', '+', size) }))
+          .where('id', '=', 1)
+          .returning('standard_attr_id')
+          .executeTakeFirstOrThrow()
+        stdEnd = Number(row.standard_attr_id) + 1
+        stdNext = stdEnd - size
+      }
+      const first = stdNext
+      stdNext += count
+      return first
+    })
+    stdReserving = next.catch(() => undefined)
+    return next
+  }
+
+  /**
+   * A pipelined write (see WriteOptions.pipelined), started: `reached` resolves when it has built its
    * statement (`stmt`) or has ended without one.
    */
-  function startPipelined(
-    tx: Transaction<Database>,
-    p: Pending,
-    rev: number,
-    stdBase: number,
-    chain: number | null,
-  ): PipelinedEntry {
+  function startPipelined(tx: Kysely<Database>, p: Pending): PipelinedEntry {
     const now = isoSeconds(clock())
     const changes: unknown[][] = []
     const deferred: Deferred[] = []
-    let reserved = 0
     let markReached: () => void = () => undefined
     const e: PipelinedEntry = {
       p,
-      rev,
-      stdBase,
-      reserved: 0,
       stmt: null,
-      deferred,
-      changes,
       applied: false,
+      revision: 0,
       reached: new Promise<void>((r) => {
         markReached = r
       }),
@@ -638,18 +587,16 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     }
     const misuse = (what: string) => new Error(`a pipelined write ${what}`)
     const ctx: WriteContext = {
-      tx,
-      revision: rev,
+      tx: tx as Transaction<Database>,
+      revision: Number.NaN,
       now,
       async log(change) {
         if (e.stmt) throw misuse('logs nothing after flushIf')
-        changes.push(changeRow(rev, changes.length + 1, change, now))
+        changes.push(changeRow(0, changes.length + 1, change, now))
       },
       async nextStandardAttrId(count = 1) {
         if (e.stmt) throw misuse('reserves no standard attribute id after flushIf')
-        const first = stdBase + reserved + 1
-        reserved += count
-        return first
+        return reserveStd(count)
       },
       async query() {
         throw misuse('reads nothing')
@@ -660,14 +607,12 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
       },
       flushIf<R>(check: GuardedCheck) {
         if (e.stmt) return Promise.reject(misuse('calls flushIf once'))
-        if (changes.length === 0) return Promise.reject(misuse('logs a change before flushIf'))
-        e.reserved = reserved
-        e.stmt = guardedStatement(deferred, [rev, stdBase + reserved], changes, check, chain)
-        const answered = new Promise<{ row: R; applied: boolean }>((resolve, reject) => {
+        e.stmt = messageStatement(deferred, changes, check)
+        const answered = new Promise<{ row: R; applied: boolean; revision: number }>((resolve, reject) => {
           e.answer = (v) =>
             v === RERUN || v instanceof Error || !isFlushAnswer(v)
               ? reject(v)
-              : resolve(v as { row: R; applied: boolean })
+              : resolve(v as { row: R; applied: boolean; revision: number })
         })
         markReached()
         return answered
@@ -679,6 +624,93 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     )
     void e.settled.then(markReached)
     return e
+  }
+
+  /**
+   * A batch of pipelined writes (PostgreSQL): their statements in one message that is a whole
+   * transaction, `begin; lock the meta row; execute …; commit` (one round trip for all). Each statement
+   * takes the next revision in SQL when its checks pass; one whose checks fail changes nothing and the
+   * next ones go on (they run after it, so they see what it did not do). A write that goes on although
+   * its checks failed, and every write of a message that failed as a whole, run again on their own.
+   */
+  async function runMessage(batch: Pending[], previous: Promise<void>): Promise<void> {
+    options.onBatch?.(batch.length)
+    const entries = batch.map((p) => startPipelined(db, p))
+    await Promise.all(entries.map((e) => e.reached))
+    const sent = entries.filter((e) => e.stmt)
+    let rows: Record<string, unknown>[] = []
+    let failed = false
+    if (sent.length > 0) {
+      try {
+        rows = (
+          await db.connection().execute((c) =>
+            c.executeQuery<Record<string, unknown>>(
+              CompiledQuery.raw(
+                PIPELINE,
+                sent.map((e) => e.stmt),
+              ),
+            ),
+          )
+        ).rows
+      } catch {
+        failed = true
+      }
+    }
+    sent.forEach((e, i) => {
+      const row = rows[i]
+      if (failed || !row) {
+        e.answer(RERUN)
+        return
+      }
+      e.applied = row.applied === true
+      e.revision = Number(row.__revision)
+      e.answer({ row, applied: e.applied, revision: e.revision })
+    })
+    const outcomes: { p: Pending; ok: boolean; value: unknown; revision: number }[] = []
+    const again: Pending[] = []
+    for (const e of entries) {
+      const r = await e.settled
+      if (r.status === 'rejected') {
+        if (r.reason === RERUN) again.push(e.p)
+        else outcomes.push({ p: e.p, ok: false, value: r.reason, revision: 0 })
+      } else if (!e.stmt)
+        outcomes.push({
+          p: e.p,
+          ok: false,
+          value: new Error('a pipelined write returned without flushIf'),
+          revision: 0,
+        })
+      else if (!e.applied)
+        again.push(e.p) // it went on although its checks failed: its statements did not run
+      else outcomes.push({ p: e.p, ok: true, value: r.value, revision: e.revision })
+    }
+    // Run again, each on its own, before the writes that came after them.
+    for (const p of again) p.pipelined = false
+    queue.unshift(...again)
+    await previous
+    const revisions = outcomes.filter((o) => o.ok).map((o) => o.revision)
+    for (const o of outcomes) (o.ok ? o.p.resolve : o.p.reject)(o.value)
+    for (const r of revisions)
+      for (const l of listeners) {
+        try {
+          l(r)
+        } catch {
+          // A listener's failure is its own; the writes are committed and answered.
+        }
+      }
+    const last = revisions[revisions.length - 1]
+    if (last !== undefined && Math.floor(last / pruneEvery) > Math.floor((revisions[0]! - 1) / pruneEvery))
+      await prune(last)
+  }
+
+  /** Prunes the change log to its last `limit` revisions (every `pruneEvery` revisions). */
+  async function prune(last: number): Promise<void> {
+    const cut = last - limit
+    if (cut <= 0) return
+    await db.transaction().execute(async (tx) => {
+      await tx.deleteFrom('changes').where('revision', '<=', cut).execute()
+      await tx.updateTable('sgwall_meta').set({ pruned_through: cut }).where('id', '=', 1).execute()
+    })
   }
 
   const store: Store = {
@@ -749,8 +781,12 @@ function changesInsert(dialect: DialectName, rows: number, offset: number, selec
 }
 
 const RETRY = Symbol('retry the batch')
-/** A pipelined write whose statement was not applied because the write before it was not: run it again. */
+/** A pipelined write whose message failed as a whole: run it again on its own. */
 const RERUN = Symbol('run the write again')
+/** The guard every part of a flushIf statement carries. */
+const OK = ' exists (select 1 from "ok")'
+/** Standard attribute ids reserved at a time for pipelined writes. */
+const STD_BLOCK = 1000
 /** The text that makes the pool client send a run's statements in one message (see foldingBegin). */
 const PIPELINE = '/* sgwall pipeline */'
 const NOTHING = Symbol('nothing to commit')
@@ -768,18 +804,13 @@ type Deferred = DeferrableQuery | RawStatement
 
 interface PipelinedEntry {
   readonly p: Pending
-  readonly rev: number
-  readonly stdBase: number
-  /** Standard attribute ids it reserved before its flushIf. */
-  reserved: number
   /** Its guarded statement, once flushIf was called. */
   stmt: RawStatement | null
-  /** What it deferred and logged (run by its statement, or after it when not applied). */
-  readonly deferred: Deferred[]
-  readonly changes: unknown[][]
   applied: boolean
+  /** The revision its statement took (when applied). */
+  revision: number
   readonly reached: Promise<void>
-  /** Settles its flushIf: the statement's row, RERUN, or the error of the message. */
+  /** Settles its flushIf: the statement's row, or RERUN. */
   answer: (v: unknown) => void
   settled: Promise<PromiseSettledResult<unknown>>
 }
@@ -1008,32 +1039,42 @@ function foldingBegin(pool: pg.Pool): PostgresPool {
     /** Names this connection has prepared with `prepare` (null: not known, after a failed message). */
     let known: Set<string> | null = new Set()
     /**
-     * Statements in one simple-protocol message, `prepare`d once per connection and run with
-     * `execute name(literals…)`: PostgreSQL runs them one after another without waiting for us.
-     * Returns the first row of each statement's result.
+     * A transaction in one simple-protocol message: `begin`, the meta row locked (so that every statement
+     * after it sees what the writers before it committed), the statements — `prepare`d once per
+     * connection, run with `execute name(literals…)` — and `commit`. PostgreSQL runs them one after
+     * another without waiting for us. Returns the first row of each statement's result; on an error
+     * the transaction is rolled back and the error thrown.
      */
     const pipeline = async (stmts: readonly RawStatement[]) => {
       if (!known) {
         const { rows } = await client.query<{ name: string }>('select name from pg_prepared_statements')
         known = new Set(rows.map((r) => r.name))
       }
-      let text = ''
+      let text = 'begin;\nselect 1 from "sgwall_meta" where "id" = 1 for update;\n'
+      const prepared: string[] = []
       for (const st of stmts) {
         const name = pipelineName(st.sql)
-        if (!known.has(name)) {
+        if (!known.has(name) && !prepared.includes(name)) {
           text += `prepare ${name} as ${st.sql};\n`
-          known.add(name)
+          prepared.push(name)
         }
         text += `execute ${name}(${st.parameters.map(literal).join(', ')});\n`
       }
-      let res: pg.QueryResult | pg.QueryResult[]
+      text += 'commit;'
+      let res: pg.QueryResult[]
       try {
-        res = (await client.query(text)) as unknown as pg.QueryResult | pg.QueryResult[]
+        res = (await client.query(text)) as unknown as pg.QueryResult[]
       } catch (err) {
         known = null
+        await client.query('rollback').catch(() => undefined)
         throw err
       }
-      const rows = (Array.isArray(res) ? res : [res]).filter((r) => r.command !== 'PREPARE').map((r) => r.rows[0])
+      for (const name of prepared) known.add(name)
+      // begin, the lock, the prepares and executes, commit
+      const rows = res
+        .slice(2, -1)
+        .filter((r) => r.command !== 'PREPARE')
+        .map((r) => r.rows[0])
       if (rows.length !== stmts.length)
         throw new Error(`pipeline: ${rows.length} results for ${stmts.length} statements`)
       return { command: 'SELECT', rowCount: rows.length, rows }

@@ -188,8 +188,9 @@ for (const d of storeDialects()) {
       const batched = await world(d.name)
       const serial = await world(d.name)
       try {
-        // Concurrently; record the order in which the writes actually ran.
-        const order: string[] = []
+        // Concurrently; record the order in which the writes actually ran (a write run again, after a
+        // broken batch or on its own after a pipelined message, counts where it ran last).
+        let order: string[] = []
         const before = batched.batches.length
         const results = await Promise.allSettled(
           OPS.map(([label, run]) =>
@@ -198,7 +199,7 @@ for (const d of storeDialects()) {
                 ...batched.store,
                 write: (fn, o) =>
                   batched.store.write((w) => {
-                    if (!order.includes(label)) order.push(label)
+                    order = [...order.filter((l) => l !== label), label]
                     return fn(w)
                   }, o),
               },
