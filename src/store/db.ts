@@ -119,7 +119,8 @@ export interface Store {
    * Runs `fn` in a transaction with the next revision. Writes that arrive while a transaction
    * is in flight share the next one (group commit): each in its own savepoint, in arrival order,
    * each with its own revision; a failing write is rolled back alone. `fn` may be run again
-   * (from scratch, in a new transaction) when another write of its batch broke the transaction,
+   * (from scratch, in a new transaction) when another write of its batch broke the transaction
+   * (or, pipelined, when it must run on its own: it then comes after the writes queued with it),
    * so it must have no effect outside the transaction.
    */
   write<T>(fn: (w: WriteContext) => Promise<T>, options?: WriteOptions): Promise<T>
