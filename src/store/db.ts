@@ -275,6 +275,19 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     return tx.executeQuery<R>(CompiledQuery.raw(text, params as unknown[]))
   }
 
+  /** Answers the callers, then calls the listeners once per revision: both before any caller continues (continuations are microtasks). */
+  function announce(outcomes: Outcome[], revisions: readonly number[]): void {
+    for (const o of outcomes) (o.ok ? o.p.resolve : o.p.reject)(o.value)
+    for (const r of revisions)
+      for (const l of listeners) {
+        try {
+          l(r)
+        } catch {
+          // A listener's failure is its own; the writes are committed and answered.
+        }
+      }
+  }
+
   /**
    * One transaction for every write of `batch`, in order. Each write runs in its own savepoint
    * (on PostgreSQL a `deferredOnly` write needs none: it changes nothing before its flush), its
@@ -286,7 +299,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
    */
   async function runBatch(batch: Pending[], committing: () => void, previous: Promise<void>): Promise<void> {
     options.onBatch?.(batch.length)
-    const outcomes: { p: Pending; ok: boolean; value: unknown; revision: number }[] = []
+    const outcomes: Outcome[] = []
     let retry: Pending[] | null = null
     let revisions: number[] = []
     try {
@@ -420,16 +433,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     }
     // After the batch before it (whose commit came first): callers and listeners see revisions in order.
     await previous
-    // Answered, then listeners: both before any caller continues (continuations are microtasks), as before.
-    for (const o of outcomes) (o.ok ? o.p.resolve : o.p.reject)(o.value)
-    for (const r of revisions)
-      for (const l of listeners) {
-        try {
-          l(r)
-        } catch {
-          // A listener's failure is its own; the writes are committed and answered.
-        }
-      }
+    announce(outcomes, revisions)
   }
 
   /** Change rows as inserts of at most CHANGE_CHUNK rows each. */
@@ -667,7 +671,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
       e.revision = Number(row.__revision)
       e.answer({ row, applied: e.applied, revision: e.revision })
     })
-    const outcomes: { p: Pending; ok: boolean; value: unknown; revision: number }[] = []
+    const outcomes: Outcome[] = []
     const again: Pending[] = []
     for (const e of entries) {
       const r = await e.settled
@@ -685,20 +689,12 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
         again.push(e.p) // it went on although its checks failed: its statements did not run
       else outcomes.push({ p: e.p, ok: true, value: r.value, revision: e.revision })
     }
-    // Run again, each on its own, before the writes that came after them.
+    // Run again, each on its own, before the writes queued after this batch.
     for (const p of again) p.pipelined = false
     queue.unshift(...again)
     await previous
     const revisions = outcomes.filter((o) => o.ok).map((o) => o.revision)
-    for (const o of outcomes) (o.ok ? o.p.resolve : o.p.reject)(o.value)
-    for (const r of revisions)
-      for (const l of listeners) {
-        try {
-          l(r)
-        } catch {
-          // A listener's failure is its own; the writes are committed and answered.
-        }
-      }
+    announce(outcomes, revisions)
     const last = revisions[revisions.length - 1]
     if (last !== undefined && Math.floor(last / pruneEvery) > Math.floor((revisions[0]! - 1) / pruneEvery))
       await prune(last)
@@ -802,6 +798,14 @@ interface Pending {
 }
 
 type Deferred = DeferrableQuery | RawStatement
+
+/** How a write of a batch ended: its value or error, and its revision when it committed. */
+interface Outcome {
+  readonly p: Pending
+  readonly ok: boolean
+  readonly value: unknown
+  readonly revision: number
+}
 
 interface PipelinedEntry {
   readonly p: Pending
