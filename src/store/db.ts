@@ -574,7 +574,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
    * A pipelined write (see WriteOptions.pipelined), started: `reached` resolves when it has built its
    * statement (`stmt`) or has ended without one.
    */
-  function startPipelined(tx: Kysely<Database>, p: Pending): PipelinedEntry {
+  function startPipelined(p: Pending): PipelinedEntry {
     const now = isoSeconds(clock())
     const changes: unknown[][] = []
     const deferred: Deferred[] = []
@@ -592,7 +592,12 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     }
     const misuse = (what: string) => new Error(`a pipelined write ${what}`)
     const ctx: WriteContext = {
-      tx: tx as Transaction<Database>,
+      // It has no transaction of its own until its message runs.
+      tx: new Proxy({} as Transaction<Database>, {
+        get() {
+          throw misuse('uses no tx')
+        },
+      }),
       revision: Number.NaN,
       now,
       async log(change) {
@@ -640,7 +645,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
    */
   async function runMessage(batch: Pending[], previous: Promise<void>): Promise<void> {
     options.onBatch?.(batch.length)
-    const entries = batch.map((p) => startPipelined(db, p))
+    const entries = batch.map((p) => startPipelined(p))
     await Promise.all(entries.map((e) => e.reached))
     const sent = entries.filter((e) => e.stmt)
     let rows: Record<string, unknown>[] = []
