@@ -26,6 +26,7 @@ import {
   convertRemoteIpPrefix,
   IPV6_ONLY_PROTOCOLS,
   type ParsedPrefix,
+  PROTOCOL_NUMBERS,
   protocolNumber,
   validateString,
   validateStringOrNone,
@@ -727,7 +728,7 @@ export async function createRules(store: Store, ctx: RequestContext, items: Body
           ...q,
           ok:
             `("c"."limit" < 0 or "c"."used" + ${drafts.length} <= "c"."limit") and ` +
-            `json_array_length("c"."visible") = ${groupIds.length} and json_array_length("c"."candidates") = 0`,
+            `json_array_length("c"."visible") = ${groupIds.length} and "c"."duplicates" = 0`,
         })
         if (!applied) ruleChecksPass(drafts, pgChecks(row))
         return rows
@@ -885,17 +886,37 @@ function checkParts(
       q += ` and ("project_id" = ${p(ctx.projectId)} or "id" in (select "object_id" from "rbac_policies" where "object_type" = 'security_group' and "action" = 'access_as_shared' and "target_tenant" in (${p(ctx.projectId)}, '*')))`
     return q
   }
-  const candidatesWhere = () =>
+  const sameKind = (d: RuleDraft) =>
+    `"security_group_id" = ${p(d.security_group_id)} and "direction" = ${p(d.direction)} and "ethertype" = ${p(d.ethertype)} and "port_range_min" ${d.port_range_min === null ? 'is null' : `= ${p(d.port_range_min)}`} and "port_range_max" ${d.port_range_max === null ? 'is null' : `= ${p(d.port_range_max)}`}`
+  const candidatesWhere = () => drafts.map((d) => `(${sameKind(d)})`).join(' or ')
+  /** Rules that duplicate one of the drafts exactly (as `dupKey` compares them); remote address groups aside. */
+  const duplicatesWhere = () =>
     drafts
-      .map(
-        (d) =>
-          `("security_group_id" = ${p(d.security_group_id)} and "direction" = ${p(d.direction)} and "ethertype" = ${p(d.ethertype)} and "port_range_min" ${d.port_range_min === null ? 'is null' : `= ${p(d.port_range_min)}`} and "port_range_max" ${d.port_range_max === null ? 'is null' : `= ${p(d.port_range_max)}`})`,
-      )
+      .map((d) => {
+        const num = protocolNumber(d.protocol)
+        const prefix = d.prefix?.text ?? null
+        const wide = prefix === null || prefix === '0.0.0.0/0' || prefix === '::/0'
+        return (
+          `(${sameKind(d)} and ${PROTOCOL_NUMBER_SQL} ${num === null ? 'is null' : `= ${p(num)}`}` +
+          ` and "remote_group_id" ${d.remote_group_id ? `= ${p(d.remote_group_id)}` : 'is null'}` +
+          ` and "remote_address_group_id" is null and ${WIDE_PREFIX_SQL} ${wide ? 'is null' : `= ${p(prefix)}`})`
+        )
+      })
       .join(' or ')
   const quotaSql = () =>
     `select "hard_limit" from "quotas" where "project_id" = ${p(project)} and "resource" = 'security_group_rule'`
-  return { params, p, visibleSql, candidatesWhere, quotaSql }
+  return { params, p, visibleSql, candidatesWhere, duplicatesWhere, quotaSql }
 }
+
+/** SQL: a rule row's protocol as its number (names as `protocolNumber` reads them; null for none). */
+const PROTOCOL_NUMBER_SQL = (() => {
+  const names = Object.entries(PROTOCOL_NUMBERS)
+  for (const [name] of names) if (!/^[a-z0-9-]+$/.test(name)) throw new Error(`protocol name ${name}`)
+  const whens = names.map(([name, n]) => `when '${name}' then ${n}`).join(' ')
+  return `(case "protocol" ${whens} else case when "protocol" ~ '^[0-9]{1,3}$' then "protocol"::integer end end)`
+})()
+/** SQL: a rule row's remote prefix, null when it is none or the whole address space (as `dupKey` has it). */
+const WIDE_PREFIX_SQL = `(case when "remote_ip_prefix" in ('0.0.0.0/0', '::/0') then null else "remote_ip_prefix" end)`
 
 const DEFAULT_RULE_LIMIT = QUOTA_DEFAULTS.security_group_rule ?? -1
 
@@ -907,13 +928,20 @@ function ruleChecksQuery(
   groupIds: readonly string[],
   drafts: readonly RuleDraft[],
 ): { sql: string; parameters: Param[] } {
-  const { params, p, visibleSql, candidatesWhere, quotaSql } = checkParts(dialect, ctx, project, groupIds, drafts)
+  const { params, p, visibleSql, candidatesWhere, duplicatesWhere, quotaSql } = checkParts(
+    dialect,
+    ctx,
+    project,
+    groupIds,
+    drafts,
+  )
   const limitSql = `coalesce((${quotaSql()}), ${p(DEFAULT_RULE_LIMIT)})`
   const sql =
     `select ${limitSql} as "limit", ` +
     `case when ${limitSql} >= 0 then (select count(*) from "security_group_rules" where "project_id" = ${p(project)}) else 0 end as "used", ` +
     `(select coalesce(json_agg("id"), '[]') from (${visibleSql()}) v) as "visible", ` +
-    `(select coalesce(json_agg(r), '[]') from (select * from "security_group_rules" where ${candidatesWhere()}) r) as "candidates"`
+    `(select coalesce(json_agg(r), '[]') from (select * from "security_group_rules" where ${candidatesWhere()}) r) as "candidates", ` +
+    `(select count(*) from "security_group_rules" where ${duplicatesWhere()}) as "duplicates"`
   return { sql, parameters: params }
 }
 

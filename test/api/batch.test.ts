@@ -3,6 +3,7 @@
  * savepoint with its own revision. Their answers and the resulting state and change feed must
  * be exactly those of running the same writes one after another in the order the batch ran them.
  */
+import pg from 'pg'
 import { afterAll, describe, expect, it } from 'vitest'
 import type { RequestContext } from '../../src/api/context.js'
 import { readChanges } from '../../src/api/feed.js'
@@ -183,6 +184,42 @@ for (const d of storeDialects()) {
         await w.close()
       }
     })
+
+    // PostgreSQL only (the pipelined path).
+    if (d.name === 'postgres')
+      it('creates a rule beside one of another protocol, remote or prefix on the same ports in one pass; a real duplicate is refused', async () => {
+        const w = await world(d.name)
+        try {
+          // A:22 tcp exists; these share its group, direction, ethertype and ports but are no duplicates.
+          const others = [
+            { protocol: 'udp' },
+            { protocol: '6', remote_ip_prefix: '10.0.0.0/8' },
+            { protocol: 'tcp', remote_group_id: w.ids.get('B') },
+          ]
+          const sent: string[] = []
+          const original = pg.Client.prototype.query
+          pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+            const q = args[0]
+            sent.push(typeof q === 'string' ? q : String((q as { text?: string }).text))
+            return (original as (...a: unknown[]) => unknown).apply(this, args)
+          } as typeof original
+          try {
+            for (const extra of others) await createRules(w.store, ctx, [tcp('A', 22, extra)(w.ids)], false)
+          } finally {
+            pg.Client.prototype.query = original
+          }
+          // Each went in its one-message transaction; none had to run again on its own.
+          expect(sent.filter((t) => t.includes('execute sgwp'))).toHaveLength(3)
+          expect(sent.filter((t) => /^(with|insert)/.test(t) && t.includes('"security_group_rules"'))).toEqual([])
+          // The same rule spelled differently (protocol number, the whole address space) is a duplicate.
+          for (const extra of [{ protocol: '6' }, { remote_ip_prefix: '0.0.0.0/0' }])
+            await expect(createRules(w.store, ctx, [tcp('A', 22, extra)(w.ids)], false)).rejects.toMatchObject({
+              type: 'SecurityGroupRuleExists',
+            })
+        } finally {
+          await w.close()
+        }
+      })
 
     it('concurrent writes answer and change exactly as the same writes run one after another', async () => {
       const batched = await world(d.name)
