@@ -705,7 +705,7 @@ export async function createRules(store: Store, ctx: RequestContext, items: Body
     ...new Set((drafts ?? []).flatMap((d) => [d.security_group_id, ...(d.remote_group_id ? [d.remote_group_id] : [])])),
   ]
   // PostgreSQL, the usual case: the checks and the writes in one statement, applied when the checks
-  // pass at once in SQL (no duplicate candidates at all); otherwise decided below, as on SQLite. Such
+  // pass in SQL (which decides as ruleChecksPass does); otherwise decided below, as on SQLite. Such
   // creates queued together go to the database in one message (`pipelined`).
   const oneStatement =
     drafts !== null &&
@@ -920,7 +920,10 @@ const WIDE_PREFIX_SQL = `(case when "remote_ip_prefix" in ('0.0.0.0/0', '::/0') 
 
 const DEFAULT_RULE_LIMIT = QUOTA_DEFAULTS.security_group_rule ?? -1
 
-/** PostgreSQL: the checks as one select of one row (`limit`, `used`, `visible` ids, `candidates` rows). */
+/**
+ * PostgreSQL: the checks as one select of one row (`limit`, `used`, `visible` ids, `candidates` rows,
+ * the number of exact `duplicates`).
+ */
 function ruleChecksQuery(
   dialect: DialectName,
   ctx: RequestContext,

@@ -66,7 +66,7 @@ export interface WriteContext {
    * pending) and the write's revision (a pipelined write's, when applied, as the database gave it).
    * One round trip for a write whose checks pass.
    */
-  flushIf<R = Record<string, unknown>>(check: GuardedCheck): Promise<{ row: R; applied: boolean; revision: number }>
+  flushIf<R = Record<string, unknown>>(check: GuardedCheck): Promise<FlushAnswer<R>>
 }
 
 /** A Kysely insert/update/delete builder of the transaction (`w.tx`). */
@@ -408,14 +408,8 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
         if (last === undefined) throw NOTHING // every write failed: leave the revision as it was
         if (dialect === 'sqlite' && (metaRev !== before + 1 || metaStd !== std0))
           await raw(tx, META_SQL.sqlite, [metaRev, metaStd])
-        if (Math.floor(last / pruneEvery) > Math.floor(before / pruneEvery)) {
-          // Every `pruneEvery` revisions, prune the change log to its last `limit` revisions.
-          const cut = last - limit
-          if (cut > 0) {
-            await tx.deleteFrom('changes').where('revision', '<=', cut).execute()
-            await tx.updateTable('sgwall_meta').set({ pruned_through: cut }).where('id', '=', 1).execute()
-          }
-        }
+        const cut = pruneCut(before, last)
+        if (cut !== null) await pruneTo(tx, cut)
         committing()
       })
     } catch (err) {
@@ -618,11 +612,8 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
       flushIf<R>(check: GuardedCheck) {
         if (e.stmt) return Promise.reject(misuse('calls flushIf once'))
         e.stmt = messageStatement(deferred, changes, check)
-        const answered = new Promise<{ row: R; applied: boolean; revision: number }>((resolve, reject) => {
-          e.answer = (v) =>
-            v === RERUN || v instanceof Error || !isFlushAnswer(v)
-              ? reject(v)
-              : resolve(v as { row: R; applied: boolean; revision: number })
+        const answered = new Promise<FlushAnswer<R>>((resolve, reject) => {
+          e.answer = (v) => (v === RERUN ? reject(v) : resolve(v as FlushAnswer<R>))
         })
         markReached()
         return answered
@@ -701,18 +692,23 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     const revisions = outcomes.filter((o) => o.ok).map((o) => o.revision)
     announce(outcomes, revisions)
     const last = revisions[revisions.length - 1]
-    if (last !== undefined && Math.floor(last / pruneEvery) > Math.floor((revisions[0]! - 1) / pruneEvery))
-      await prune(last)
+    const cut = last === undefined ? null : pruneCut(revisions[0]! - 1, last)
+    if (cut !== null) await db.transaction().execute((tx) => pruneTo(tx, cut))
   }
 
-  /** Prunes the change log to its last `limit` revisions (every `pruneEvery` revisions). */
-  async function prune(last: number): Promise<void> {
+  /**
+   * Every `pruneEvery` revisions the change log is pruned to its last `limit` revisions: the
+   * revision to prune through when a batch's revisions after `before` up to `last` cross such a mark.
+   */
+  function pruneCut(before: number, last: number): number | null {
+    if (Math.floor(last / pruneEvery) <= Math.floor(before / pruneEvery)) return null
     const cut = last - limit
-    if (cut <= 0) return
-    await db.transaction().execute(async (tx) => {
-      await tx.deleteFrom('changes').where('revision', '<=', cut).execute()
-      await tx.updateTable('sgwall_meta').set({ pruned_through: cut }).where('id', '=', 1).execute()
-    })
+    return cut > 0 ? cut : null
+  }
+
+  async function pruneTo(tx: Transaction<Database>, cut: number): Promise<void> {
+    await tx.deleteFrom('changes').where('revision', '<=', cut).execute()
+    await tx.updateTable('sgwall_meta').set({ pruned_through: cut }).where('id', '=', 1).execute()
   }
 
   const store: Store = {
@@ -798,7 +794,7 @@ interface Pending {
   readonly resolve: (v: unknown) => void
   readonly reject: (err: unknown) => void
   readonly deferredOnly: boolean
-  /** See WriteOptions.pipelined; cleared when a pipelined message failed (the write then runs alone). */
+  /** See WriteOptions.pipelined; cleared when the write is to run again on its own. */
   pipelined: boolean
 }
 
@@ -821,11 +817,16 @@ interface PipelinedEntry {
   revision: number
   readonly reached: Promise<void>
   /** Settles its flushIf: the statement's row, or RERUN. */
-  answer: (v: unknown) => void
+  answer: (v: FlushAnswer | typeof RERUN) => void
   settled: Promise<PromiseSettledResult<unknown>>
 }
 
-const isFlushAnswer = (v: unknown): boolean => typeof v === 'object' && v !== null && 'applied' in v
+/** What `flushIf` answers. */
+export interface FlushAnswer<R = Record<string, unknown>> {
+  readonly row: R
+  readonly applied: boolean
+  readonly revision: number
+}
 
 /** A change-log row (the columns of CHANGE_COLUMNS). */
 function changeRow(rev: number, seq: number, change: ChangeInput, now: string): unknown[] {

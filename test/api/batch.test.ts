@@ -3,7 +3,6 @@
  * savepoint with its own revision. Their answers and the resulting state and change feed must
  * be exactly those of running the same writes one after another in the order the batch ran them.
  */
-import pg from 'pg'
 import { afterAll, describe, expect, it } from 'vitest'
 import type { RequestContext } from '../../src/api/context.js'
 import { readChanges } from '../../src/api/feed.js'
@@ -16,7 +15,7 @@ import {
   updateGroup,
 } from '../../src/api/security-groups.js'
 import { openStore, type Store } from '../../src/store/index.js'
-import { freshDatabaseUrl, storeDialects } from '../helpers/dialects.js'
+import { freshDatabaseUrl, spyQueries, storeDialects } from '../helpers/dialects.js'
 
 const ctx: RequestContext = { projectId: 'p', userId: 'u', isAdmin: false, roles: ['member'] }
 
@@ -196,17 +195,11 @@ for (const d of storeDialects()) {
             { protocol: '6', remote_ip_prefix: '10.0.0.0/8' },
             { protocol: 'tcp', remote_group_id: w.ids.get('B') },
           ]
-          const sent: string[] = []
-          const original = pg.Client.prototype.query
-          pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
-            const q = args[0]
-            sent.push(typeof q === 'string' ? q : String((q as { text?: string }).text))
-            return (original as (...a: unknown[]) => unknown).apply(this, args)
-          } as typeof original
+          const { sent, restore } = spyQueries()
           try {
             for (const extra of others) await createRules(w.store, ctx, [tcp('A', 22, extra)(w.ids)], false)
           } finally {
-            pg.Client.prototype.query = original
+            restore()
           }
           // Each went in its one-message transaction; none had to run again on its own.
           expect(sent.filter((t) => t.includes('execute sgwp'))).toHaveLength(3)

@@ -54,3 +54,20 @@ export async function freshDatabaseUrl(
     },
   }
 }
+
+/** Records the text of every query PostgreSQL clients send until `restore()`. */
+export function spyQueries(): { sent: string[]; restore(): void } {
+  const sent: string[] = []
+  const original = pg.Client.prototype.query
+  pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+    const q = args[0]
+    sent.push(typeof q === 'string' ? q : String((q as { text?: string }).text))
+    return (original as (...a: unknown[]) => unknown).apply(this, args)
+  } as typeof original
+  return {
+    sent,
+    restore() {
+      pg.Client.prototype.query = original
+    },
+  }
+}

@@ -1,24 +1,6 @@
-import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openStore, type Store, type WriteContext } from '../../src/store/index.js'
-import { freshDatabaseUrl, storeDialects } from '../helpers/dialects.js'
-
-/** Records the text of every query PostgreSQL clients send until `restore()`. */
-function spyQueries(): { sent: string[]; restore(): void } {
-  const sent: string[] = []
-  const original = pg.Client.prototype.query
-  pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
-    const q = args[0]
-    sent.push(typeof q === 'string' ? q : String((q as { text?: string }).text))
-    return (original as (...a: unknown[]) => unknown).apply(this, args)
-  } as typeof original
-  return {
-    sent,
-    restore() {
-      pg.Client.prototype.query = original
-    },
-  }
-}
+import { freshDatabaseUrl, spyQueries, storeDialects } from '../helpers/dialects.js'
 
 for (const d of storeDialects()) {
   describe.skipIf(!d.available)(`store on ${d.name}`, () => {
