@@ -7,7 +7,7 @@
  * service time without queueing), this client process's, and the machine's `postgres` processes'
  * (PostgreSQL runs); never asserts timings.
  *
- *   npx tsc -p tsconfig.build.json; node dist/bench/api.js [--dialects sqlite,postgres] [--groups 5000] [--only WORD] [--repeat N]
+ *   npx tsc -p tsconfig.build.json; node dist/bench/api.js [--dialects sqlite,postgres] [--groups 5000] [--only WORD] [--repeat N] [--client raw|undici]
  *   (`--repeat N`: run the selected operations N times in the same server, each round printed: the later
  *   rounds show the server with its code paths warmed up; creates use new ports every round)
  *   (PostgreSQL needs SGWALL_TEST_PG_URL, e.g. `source scripts/start-postgres.sh`)
@@ -15,11 +15,12 @@
 import { fork } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { connect, type Socket } from 'node:net'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { finished } from 'node:stream/promises'
 import { fileURLToPath } from 'node:url'
-import { createGunzip } from 'node:zlib'
+import { createGunzip, gunzipSync } from 'node:zlib'
 import pg from 'pg'
 import { Pool } from 'undici'
 import { startServer } from '../src/api/server.js'
@@ -128,11 +129,11 @@ function postgresCpu(): number {
 }
 
 /**
- * `clients` concurrent keep-alive HTTP/1.1 connections (undici: far less CPU per request than
+ * `--client undici`: `clients` concurrent keep-alive HTTP/1.1 connections (undici: far less CPU per request than
  * node:http's client, so less of the machine goes to the load generator), each sending its next
  * request when the answer to the last one has been read whole. Every answer must be a success.
  */
-async function load(
+async function undiciLoad(
   base: string,
   clients: number,
   total: number,
@@ -174,6 +175,104 @@ async function load(
   const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]!
   return { p50: q(0.5), p90: q(0.9), rps: lat.length / secs, n: lat.length }
 }
+
+type Request = { method: 'GET' | 'POST'; path: string; body?: string; gzip?: boolean }
+
+/**
+ * The default load generator: `clients` keep-alive HTTP/1.1 connections on plain sockets, each writing its
+ * next request when the answer to the last one has been read whole (by its Content-Length; a gzip body is
+ * decompressed, as a real client must before it can parse it). Like autocannon or wrk it spends little
+ * CPU per request (the server shares this machine's cores with it); every answer must be a success.
+ */
+async function rawLoad(base: string, clients: number, total: number, next: (i: number) => Request): Promise<Stats> {
+  const { hostname, port } = new URL(base)
+  const lat: number[] = []
+  let i = 0
+  const t0 = performance.now()
+  const sockets: Socket[] = []
+  try {
+    await Promise.all(
+      Array.from(
+        { length: clients },
+        () =>
+          new Promise<void>((resolve, reject) => {
+            const sock = connect({ host: hostname, port: Number(port), noDelay: true })
+            sockets.push(sock)
+            let req: Request | null = null
+            let start = 0
+            let chunks: Buffer[] = []
+            let have = 0
+            let need = -1 // header + body bytes, once the header is read
+            let headerEnd = 0
+            let status = 0
+            let gzip = false
+            const send = () => {
+              if (i >= total) {
+                sock.end()
+                resolve()
+                return
+              }
+              req = next(i++)
+              const body = req.body ?? ''
+              let head = `${req.method} ${req.path} HTTP/1.1\r\nhost: ${hostname}:${port}\r\n`
+              if (req.gzip) head += 'accept-encoding: gzip, deflate\r\n'
+              if (req.method === 'POST')
+                head += `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n`
+              start = performance.now()
+              sock.write(`${head}\r\n${body}`)
+            }
+            sock.on('connect', send)
+            sock.on('error', reject)
+            sock.on('data', (d: Buffer) => {
+              chunks.push(d)
+              have += d.length
+              if (need < 0) {
+                const buf = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)
+                chunks = [buf]
+                const end = buf.indexOf('\r\n\r\n')
+                if (end < 0) return
+                const head = buf.toString('latin1', 0, end)
+                status = Number(head.slice(9, 12))
+                const len = /\r\ncontent-length: *(\d+)/i.exec(head)
+                if (!len) {
+                  reject(new Error(`${req?.method} ${req?.path}: an answer without content-length`))
+                  return
+                }
+                gzip = /\r\ncontent-encoding: *gzip/i.test(head)
+                headerEnd = end + 4
+                need = headerEnd + Number(len[1])
+              }
+              if (have < need) return
+              if (have > need) {
+                reject(new Error(`${req?.method} ${req?.path}: more bytes than the answer`))
+                return
+              }
+              const buf = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)
+              if (gzip) gunzipSync(buf.subarray(headerEnd))
+              if (status < 200 || status >= 300) {
+                reject(new Error(`${req?.method} ${req?.path} → ${status}: ${buf.toString('utf8', headerEnd)}`))
+                return
+              }
+              lat.push(performance.now() - start)
+              chunks = []
+              have = 0
+              need = -1
+              send()
+            })
+          }),
+      ),
+    )
+  } finally {
+    for (const s of sockets) s.destroy()
+  }
+  const secs = (performance.now() - t0) / 1000
+  lat.sort((a, b) => a - b)
+  const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]!
+  return { p50: q(0.5), p90: q(0.9), rps: lat.length / secs, n: lat.length }
+}
+
+/** The load generator (`--client raw|undici`). */
+let load = rawLoad
 
 async function runServer(url: string): Promise<void> {
   const s = await startServer({ db: url, auth: 'none', port: 0 })
@@ -338,6 +437,9 @@ else {
     return k >= 0 && argv[k + 1] ? argv[k + 1]! : dflt
   }
   const groups = Number(opt('--groups', '5000'))
+  const client = opt('--client', 'raw')
+  if (client !== 'raw' && client !== 'undici') throw new Error(`--client: raw or undici, not ${client}`)
+  if (client === 'undici') load = undiciLoad
   for (const d of opt('--dialects', 'sqlite,postgres').split(','))
     await benchDialect(d as 'sqlite' | 'postgres', groups, opt('--only', ''), Number(opt('--repeat', '1')))
 }

@@ -2,7 +2,7 @@
  * security-groups and security-group-rules (spec §5, §6): wire format, default group,
  * validation and normalisation, duplicate detection, cascades, quotas, visibility.
  */
-import type { DialectName, RawStatement, Store, WriteContext } from '../store/index.js'
+import { type DialectName, type RawStatement, type Store, TextCache, type WriteContext } from '../store/index.js'
 import type { SecurityGroupRuleTable, SecurityGroupTable } from '../store/schema.js'
 import { type AttrDef, type Body, processAttributes } from './body.js'
 import {
@@ -552,7 +552,7 @@ export async function deleteGroup(
 const PORT_PROTOCOLS = new Set([6, 17, 132, 33, 136])
 const ICMP_PROTOCOLS = new Set(['icmp', '1', 'ipv6-icmp', 'icmpv6', '58'])
 
-interface RuleDraft {
+export interface RuleDraft {
   security_group_id: string
   remote_group_id: string | null
   direction: string
@@ -726,9 +726,14 @@ export async function createRules(store: Store, ctx: RequestContext, items: Body
         const q = ruleChecksQuery('postgres', ctx, project, groupIds, drafts)
         const { row, applied } = await w.flushIf<PgCheckRow>({
           ...q,
-          ok:
-            `("c"."limit" < 0 or "c"."used" + ${drafts.length} <= "c"."limit") and ` +
-            `json_array_length("c"."visible") = ${groupIds.length} and "c"."duplicates" = 0`,
+          ok: SQL_TEXTS.at('ok')
+            .at(drafts.length)
+            .at(groupIds.length)
+            .get(
+              () =>
+                `("c"."limit" < 0 or "c"."used" + ${drafts.length} <= "c"."limit") and ` +
+                `json_array_length("c"."visible") = ${groupIds.length} and "c"."duplicates" = 0`,
+            ),
         })
         if (!applied) ruleChecksPass(drafts, pgChecks(row))
         return rows
@@ -836,22 +841,34 @@ const INTEGER_COLUMNS = new Set<string>(['port_range_min', 'port_range_max', 're
 
 /** SQLite: `insert … values (…)`; PostgreSQL: `insert … select * from (values (typed …)) v`, which a guard can follow. */
 function ruleInsert(dialect: DialectName, rows: readonly SecurityGroupRuleTable[]): RawStatement {
-  const tuples: string[] = []
   const parameters: unknown[] = []
-  for (const r of rows) {
+  for (const r of rows) for (const c of RULE_COLUMNS) parameters.push(r[c])
+  const node = SQL_TEXTS.at(dialect).at('insert').at(rows.length)
+  const sql = node.get(() => ruleInsertText(dialect, rows.length))
+  return dialect === 'sqlite' ? { sql, parameters } : { sql, parameters, guard: 'where' }
+}
+
+function ruleInsertText(dialect: DialectName, n: number): string {
+  const tuples: string[] = []
+  for (let k = 0; k < n; k++) {
     if (dialect === 'sqlite') tuples.push(`(${placeholders(dialect, RULE_COLUMNS.length, 0)})`)
     else
       tuples.push(
-        `(${RULE_COLUMNS.map((c, k) => `$${parameters.length + k + 1}::${INTEGER_COLUMNS.has(c) ? 'integer' : 'text'}`).join(', ')})`,
+        `(${RULE_COLUMNS.map((c, j) => `$${k * RULE_COLUMNS.length + j + 1}::${INTEGER_COLUMNS.has(c) ? 'integer' : 'text'}`).join(', ')})`,
       )
-    for (const c of RULE_COLUMNS) parameters.push(r[c])
   }
   const cols = RULE_COLUMNS.map((c) => `"${c}"`).join(', ')
   const values = `values ${tuples.join(', ')}`
   return dialect === 'sqlite'
-    ? { sql: `insert into "security_group_rules" (${cols}) ${values}`, parameters }
-    : { sql: `insert into "security_group_rules" (${cols}) select * from (${values}) v`, parameters, guard: 'where' }
+    ? `insert into "security_group_rules" (${cols}) ${values}`
+    : `insert into "security_group_rules" (${cols}) select * from (${values}) v`
 }
+
+/**
+ * Statement texts of the rule create path, built once per shape: the same string objects every time,
+ * which the store looks up without hashing them again (see TextCache).
+ */
+const SQL_TEXTS = new TextCache()
 
 interface RuleChecks {
   /** The project's rule quota (-1: unlimited) and its rule count (0 when unlimited: not counted). */
@@ -924,12 +941,13 @@ const DEFAULT_RULE_LIMIT = QUOTA_DEFAULTS.security_group_rule ?? -1
  * PostgreSQL: the checks as one select of one row (`limit`, `used`, `visible` ids, `candidates` rows,
  * the number of exact `duplicates`).
  */
-function ruleChecksQuery(
+export function ruleChecksQuery(
   dialect: DialectName,
   ctx: RequestContext,
   project: string,
   groupIds: readonly string[],
   drafts: readonly RuleDraft[],
+  cached = true,
 ): { sql: string; parameters: Param[] } {
   const { params, p, visibleSql, candidatesWhere, duplicatesWhere, quotaSql } = checkParts(
     dialect,
@@ -945,7 +963,23 @@ function ruleChecksQuery(
     `(select coalesce(json_agg("id"), '[]') from (${visibleSql()}) v) as "visible", ` +
     `(select coalesce(json_agg(r), '[]') from (select * from "security_group_rules" where ${candidatesWhere()}) r) as "candidates", ` +
     `(select count(*) from "security_group_rules" where ${duplicatesWhere()}) as "duplicates"`
-  return { sql, parameters: params }
+  if (!cached) return { sql, parameters: params }
+  // The text built above depends only on checkShape: the same text (the same string) for every such create.
+  const node = SQL_TEXTS.at(dialect)
+    .at('checks')
+    .at(checkShape(ctx, groupIds, drafts))
+  return { sql: node.get(() => sql), parameters: params }
+}
+
+/** What the text of `ruleChecksQuery` depends on (every branch `checkParts` and it take). */
+export function checkShape(ctx: RequestContext, groupIds: readonly string[], drafts: readonly RuleDraft[]): string {
+  let shape = `${ctx.isAdmin ? 'admin' : 'member'} ${groupIds.length}`
+  for (const d of drafts) {
+    const prefix = d.prefix?.text ?? null
+    const wide = prefix === null || prefix === '0.0.0.0/0' || prefix === '::/0'
+    shape += ` ${d.port_range_min === null ? 0 : 1}${d.port_range_max === null ? 0 : 1}${protocolNumber(d.protocol) === null ? 0 : 1}${d.remote_group_id ? 1 : 0}${wide ? 0 : 1}`
+  }
+  return shape
 }
 
 interface PgCheckRow {

@@ -513,11 +513,30 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
    * returned also says `__revision`.
    */
   function messageStatement(deferred: Deferred[], changes: unknown[][], check: GuardedCheck): RawStatement {
-    const parts = guardedParts(deferred)
+    if (dialect !== 'postgres') throw new Error('flushIf is for PostgreSQL')
     if (changes.length === 0 || changes.length > CHANGE_CHUNK)
       throw new Error('a pipelined write logs between 1 and 500 changes')
+    // The text depends only on the texts of the check and the statements and on the number of change
+    // rows: built once per such shape (renumbering every `$n` costs more than running the statement).
+    // Looked up part by part: callers that reuse their texts (same string objects) cost no hashing.
+    const parameters: unknown[] = check.parameters.slice()
+    let node = MESSAGE_TEXTS.at(check.sql).at(check.ok).at(changes.length)
+    for (const q of deferred) {
+      if (!isRaw(q)) throw new Error('flushIf needs hand-written deferred statements')
+      if (!q.guard) throw new Error('flushIf needs deferred statements that say how to guard them')
+      node = node.at(q.guard).at(q.sql)
+      for (const v of q.parameters) parameters.push(v)
+    }
+    for (const c of changes) for (let k = 1; k < c.length; k++) parameters.push(c[k])
+    const sql = node.get(() => messageText(deferred as RawStatement[], changes.length, check))
+    return { sql, parameters }
+  }
+
+  /** `messageStatement`'s text. */
+  function messageText(deferred: RawStatement[], changeCount: number, check: GuardedCheck): string {
+    const parts = guardedParts(deferred)
     const tuples: string[] = []
-    for (let r = 0; r < changes.length; r++) {
+    for (let r = 0; r < changeCount; r++) {
       const b = r * 7
       tuples.push(
         `($${b + 1}::integer, $${b + 2}::text, $${b + 3}::text, $${b + 4}::text, $${b + 5}::text, $${b + 6}::text, $${b + 7}::text)`,
@@ -525,17 +544,15 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     }
     parts.push({
       sql: `insert into "changes" (${CHANGE_COLUMNS}) select "m"."revision", v.* from "m", (values ${tuples.join(', ')}) v`,
-      parameters: changes.flatMap((c) => c.slice(1)),
+      parameters: new Array(changeCount * 7),
     })
     const { text, params } = ctes([check], ['c'])
     const rest = ctes(parts, undefined, params.length)
-    return {
-      sql:
-        `${text}, "ok" as (select 1 from "c" where ${check.ok}), ` +
-        `"m" as (update "sgwall_meta" set "revision" = "revision" + 1 where "id" = 1 and${OK} returning "revision")` +
-        `${rest.text.replace(/^with/, ',')} select "c".*,${OK} as "applied", (select "revision" from "m") as "__revision" from "c"`,
-      parameters: [...params, ...rest.params],
-    }
+    return (
+      `${text}, "ok" as (select 1 from "c" where ${check.ok}), ` +
+      `"m" as (update "sgwall_meta" set "revision" = "revision" + 1 where "id" = 1 and${OK} returning "revision")` +
+      `${rest.text.replace(/^with/, ',')} select "c".*,${OK} as "applied", (select "revision" from "m") as "__revision" from "c"`
+    )
   }
 
   /** Standard attribute ids reserved ahead for pipelined writes: [stdNext, stdEnd). */
@@ -981,6 +998,45 @@ const MAX_PREPARED = 500
 function preparedName(text: string): void {
   if (!PREPARED.has(text) && PREPARED.size < MAX_PREPARED) PREPARED.set(text, `sgw${PREPARED.size + 1}`)
 }
+
+/**
+ * Texts looked up by a sequence of keys (a trie): `root.at(a).at(b).text`. Past `max` nodes it starts
+ * again empty (the texts are built again when needed).
+ */
+export class TextCache {
+  text: string | undefined = undefined
+  private readonly next = new Map<string | number, TextCache>()
+  private readonly root: TextCache
+  private nodes = 0
+  constructor(
+    private readonly max = 10_000,
+    root?: TextCache,
+  ) {
+    this.root = root ?? this
+  }
+  /** The text, built by `make` the first time. */
+  get(make: () => string): string {
+    if (this.text === undefined) this.text = make()
+    return this.text
+  }
+  at(key: string | number): TextCache {
+    let n = this.next.get(key)
+    if (n === undefined) {
+      if (this.root.nodes >= this.max) this.root.clear()
+      n = new TextCache(this.max, this.root)
+      this.next.set(key, n)
+      this.root.nodes++
+    }
+    return n
+  }
+  private clear(): void {
+    this.next.clear()
+    this.nodes = 0
+  }
+}
+
+/** Pipelined statements' texts by the texts they are built of (see messageStatement). */
+const MESSAGE_TEXTS = new TextCache()
 
 /** Pipelined statements' texts → their names for `prepare` (another namespace than PREPARED's). */
 const PIPELINED = new Map<string, string>()

@@ -15,6 +15,7 @@ export {
   type RawStatement,
   type Store,
   type StoreOptions,
+  TextCache,
   type WriteContext,
   type WriteOptions,
 } from './db.js'
