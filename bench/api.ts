@@ -180,8 +180,8 @@ type Request = { method: 'GET' | 'POST'; path: string; body?: string; gzip?: boo
 
 /**
  * The default load generator: `clients` keep-alive HTTP/1.1 connections on plain sockets, each writing its
- * next request when the answer to the last one has been read whole (by its Content-Length; a gzip body is
- * decompressed, as a real client must before it can parse it). Like autocannon or wrk it spends little
+ * next request when the answer to the last one has been read whole (by its Content-Length; a body is
+ * not kept, except a gzip one, which is decompressed as a real client must before it can parse it). Like autocannon or wrk it spends little
  * CPU per request (the server shares this machine's cores with it); every answer must be a success.
  */
 async function rawLoad(base: string, clients: number, total: number, next: (i: number) => Request): Promise<Stats> {
@@ -203,7 +203,6 @@ async function rawLoad(base: string, clients: number, total: number, next: (i: n
             let chunks: Buffer[] = []
             let have = 0
             let need = -1 // header + body bytes, once the header is read
-            let headerEnd = 0
             let status = 0
             let gzip = false
             const send = () => {
@@ -224,9 +223,9 @@ async function rawLoad(base: string, clients: number, total: number, next: (i: n
             sock.on('connect', send)
             sock.on('error', reject)
             sock.on('data', (d: Buffer) => {
-              chunks.push(d)
               have += d.length
               if (need < 0) {
+                chunks.push(d)
                 const buf = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)
                 chunks = [buf]
                 const end = buf.indexOf('\r\n\r\n')
@@ -239,18 +238,17 @@ async function rawLoad(base: string, clients: number, total: number, next: (i: n
                   return
                 }
                 gzip = /\r\ncontent-encoding: *gzip/i.test(head)
-                headerEnd = end + 4
-                need = headerEnd + Number(len[1])
-              }
+                need = end + 4 + Number(len[1])
+                chunks = [buf.subarray(end + 4)]
+              } else if (gzip || status >= 300) chunks.push(d) // kept only to be decompressed or shown
               if (have < need) return
               if (have > need) {
                 reject(new Error(`${req?.method} ${req?.path}: more bytes than the answer`))
                 return
               }
-              const buf = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)
-              if (gzip) gunzipSync(buf.subarray(headerEnd))
+              if (gzip) gunzipSync(Buffer.concat(chunks))
               if (status < 200 || status >= 300) {
-                reject(new Error(`${req?.method} ${req?.path} → ${status}: ${buf.toString('utf8', headerEnd)}`))
+                reject(new Error(`${req?.method} ${req?.path} → ${status}: ${Buffer.concat(chunks).toString()}`))
                 return
               }
               lat.push(performance.now() - start)
