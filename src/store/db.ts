@@ -559,8 +559,17 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
   let stdNext = 0
   let stdEnd = 0
   let stdReserving: Promise<unknown> = Promise.resolve()
+  /** A reservation is in flight (later callers wait for it, to take ids in their order). */
+  let stdWaiting = 0
   /** `count` consecutive standard attribute ids from the block reserved ahead (reserving another when short). */
   const reserveStd = (count: number): Promise<number> => {
+    if (stdWaiting === 0 && stdEnd - stdNext >= count) {
+      // The usual case: ids left in the block and nobody waiting before us.
+      const first = stdNext
+      stdNext += count
+      return Promise.resolve(first)
+    }
+    stdWaiting++
     const next = stdReserving.then(async () => {
       if (stdEnd - stdNext < count) {
         const size = Math.max(STD_BLOCK, count)
@@ -577,7 +586,9 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
       stdNext += count
       return first
     })
-    stdReserving = next.catch(() => undefined)
+    stdReserving = next.catch(() => undefined).finally(() => {
+      stdWaiting--
+    })
     return next
   }
 
@@ -1058,6 +1069,7 @@ function pipelineName(text: string): string {
  * standard_conforming_strings says). A string with a NUL character (which no text column can hold)
  * or any other value is refused: the message then fails and its writes run again on their own.
  */
+const NEEDS_ESCAPE = /[\\'\0]/
 export function literal(v: unknown): string {
   if (v === null || v === undefined) return 'NULL'
   if (typeof v === 'number') {
@@ -1066,6 +1078,7 @@ export function literal(v: unknown): string {
   }
   if (typeof v === 'boolean') return v ? 'true' : 'false'
   if (typeof v === 'string') {
+    if (!NEEDS_ESCAPE.test(v)) return `E'${v}'`
     if (v.includes('\0')) throw new Error('literal: a string with a NUL character')
     return `E'${v.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`
   }
