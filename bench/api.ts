@@ -2,14 +2,18 @@
  * bench/api: the Neutron API under load, on SQLite and PostgreSQL.
  * Store: 5000 security groups × 20 rules (one group has 100), seeded directly through the
  * store schema (the same rows the API writes). Server: `sgwall`'s API (noauth, admin) in a
- * child process on loopback. Clients: 16 concurrent keep-alive HTTP connections (undici) in this process.
+ * child process on loopback. Clients: 16 concurrent keep-alive HTTP connections in this process (plain
+ * sockets, see rawLoad; `--client undici` for undici's).
  * Prints medians (p50), p90, throughput and CPU time per request: the server process's (the
  * service time without queueing), this client process's, and the machine's `postgres` processes'
  * (PostgreSQL runs); never asserts timings.
  *
- *   npx tsc -p tsconfig.build.json; node dist/bench/api.js [--dialects sqlite,postgres] [--groups 5000] [--only WORD] [--repeat N] [--client raw|undici]
+ *   npx tsc -p tsconfig.build.json; node dist/bench/api.js [--dialects sqlite,postgres] [--groups 5000] [--only WORD]
+ *     [--repeat N] [--client raw|undici] [--create-seconds S]
  *   (`--repeat N`: run the selected operations N times in the same server, each round printed: the later
- *   rounds show the server with its code paths warmed up; creates use new ports every round)
+ *   rounds show the server with its code paths warmed up; every create adds a new rule)
+ *   (`--create-seconds S`: creates run for S seconds, as autocannon's default `-d 10`; the row under it
+ *   gives the first 1000 creates of the run, the server's cold start; 0: exactly 1000 creates)
  *   (PostgreSQL needs SGWALL_TEST_PG_URL, e.g. `source scripts/start-postgres.sh`)
  */
 import { fork } from 'node:child_process'
@@ -108,6 +112,8 @@ interface Stats {
   clientCpu?: number
   /** CPU time of this machine's `postgres` processes per request, ms (when /proc shows them). */
   dbCpu?: number
+  /** A timed run: the stats of its first 1000 requests. */
+  first?: Stats
 }
 
 /** CPU ms of every `postgres` process on this machine (Linux /proc; 0 where it cannot be read). */
@@ -133,20 +139,38 @@ function postgresCpu(): number {
  * node:http's client, so less of the machine goes to the load generator), each sending its next
  * request when the answer to the last one has been read whole. Every answer must be a success.
  */
+/** How long a load runs: a number of requests, or seconds (as autocannon's `-d`). */
+type Amount = number | { seconds: number }
+
+/** Stats of latencies (ms, in completion order) taken over `secs`; `first`: of the first 1000 too. */
+function stats(lat: number[], secs: number, first = false): Stats {
+  const sorted = [...lat].sort((a, b) => a - b)
+  const q = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!
+  const st: Stats = { p50: q(0.5), p90: q(0.9), rps: lat.length / secs, n: lat.length }
+  if (first && lat.length > 1000) st.first = stats(lat.slice(0, 1000), secs)
+  return st
+}
+
+const until = (amount: Amount) => {
+  const deadline = typeof amount === 'number' ? 0 : performance.now() + amount.seconds * 1000
+  return (i: number) => (typeof amount === 'number' ? i < amount : performance.now() < deadline)
+}
+
 async function undiciLoad(
   base: string,
   clients: number,
-  total: number,
+  amount: Amount,
   next: (i: number) => { method: 'GET' | 'POST'; path: string; body?: string; gzip?: boolean },
 ): Promise<Stats> {
   const pool = new Pool(base, { connections: clients, pipelining: 1 })
+  const more = until(amount)
   const lat: number[] = []
   let i = 0
   const t0 = performance.now()
   try {
     await Promise.all(
       Array.from({ length: clients }, async () => {
-        while (i < total) {
+        while (more(i)) {
           const r = next(i++)
           const s = performance.now()
           const res = await pool.request({
@@ -170,10 +194,7 @@ async function undiciLoad(
   } finally {
     await pool.close()
   }
-  const secs = (performance.now() - t0) / 1000
-  lat.sort((a, b) => a - b)
-  const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]!
-  return { p50: q(0.5), p90: q(0.9), rps: lat.length / secs, n: lat.length }
+  return stats(lat, (performance.now() - t0) / 1000, typeof amount !== 'number')
 }
 
 type Request = { method: 'GET' | 'POST'; path: string; body?: string; gzip?: boolean }
@@ -184,7 +205,8 @@ type Request = { method: 'GET' | 'POST'; path: string; body?: string; gzip?: boo
  * not kept, except a gzip one, which is decompressed as a real client must before it can parse it). Like autocannon or wrk it spends little
  * CPU per request (the server shares this machine's cores with it); every answer must be a success.
  */
-async function rawLoad(base: string, clients: number, total: number, next: (i: number) => Request): Promise<Stats> {
+async function rawLoad(base: string, clients: number, amount: Amount, next: (i: number) => Request): Promise<Stats> {
+  const more = until(amount)
   const { hostname, port } = new URL(base)
   const lat: number[] = []
   let i = 0
@@ -206,7 +228,7 @@ async function rawLoad(base: string, clients: number, total: number, next: (i: n
             let status = 0
             let gzip = false
             const send = () => {
-              if (i >= total) {
+              if (!more(i)) {
                 sock.end()
                 resolve()
                 return
@@ -263,10 +285,7 @@ async function rawLoad(base: string, clients: number, total: number, next: (i: n
   } finally {
     for (const s of sockets) s.destroy()
   }
-  const secs = (performance.now() - t0) / 1000
-  lat.sort((a, b) => a - b)
-  const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]!
-  return { p50: q(0.5), p90: q(0.9), rps: lat.length / secs, n: lat.length }
+  return stats(lat, (performance.now() - t0) / 1000, typeof amount !== 'number')
 }
 
 /** The load generator (`--client raw|undici`). */
@@ -286,11 +305,15 @@ async function runServer(url: string): Promise<void> {
   })
 }
 
+/** The protocols with ports the creates cycle through (65535 rules each). */
+const PORT_PROTOCOLS = ['udp', 'tcp', 'sctp', 'udplite', 'dccp']
+
 async function benchDialect(
   dialect: 'sqlite' | 'postgres',
   groups: number,
   only: string,
   repeat: number,
+  createSeconds: number,
 ): Promise<void> {
   let url: string
   let cleanup: () => Promise<void>
@@ -319,6 +342,7 @@ async function benchDialect(
       await d.end()
     }
   }
+  let created = 0
   const ts = performance.now()
   const { bigGroup, ruleId } = await seed(url, groups, 20)
   console.log(
@@ -394,21 +418,25 @@ async function benchDialect(
           })),
       ])
       await add([
-        `create rule (16 clients)${tag}`,
+        `create rule (16 clients${createSeconds > 0 ? `, ${createSeconds} s` : ''})${tag}`,
         () =>
-          load(base, 16, 1000, (i) => ({
-            method: 'POST',
-            path: '/v2.0/security-group-rules',
-            body: JSON.stringify({
-              security_group_rule: {
-                security_group_id: bigGroup,
-                direction: 'ingress',
-                protocol: 'udp',
-                port_range_min: 20000 + round * 1000 + i,
-                port_range_max: 20000 + round * 1000 + i,
-              },
-            }),
-          })),
+          load(base, 16, createSeconds > 0 ? { seconds: createSeconds } : 1000, () => {
+            // A new rule every time: the k-th create's port and port protocol.
+            const k = created++
+            return {
+              method: 'POST',
+              path: '/v2.0/security-group-rules',
+              body: JSON.stringify({
+                security_group_rule: {
+                  security_group_id: bigGroup,
+                  direction: 'ingress',
+                  protocol: PORT_PROTOCOLS[Math.floor(k / 65535) % PORT_PROTOCOLS.length],
+                  port_range_min: 1 + (k % 65535),
+                  port_range_max: 1 + (k % 65535),
+                },
+              }),
+            }
+          }),
       ])
     }
     const la = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ')
@@ -416,10 +444,15 @@ async function benchDialect(
     console.log(
       `  ${'operation'.padEnd(44)} ${'p50 ms'.padStart(9)} ${'p90 ms'.padStart(9)} ${'req/s'.padStart(9)} ${'n'.padStart(6)} ${'srv cpu ms/req'.padStart(15)} ${'client cpu'.padStart(11)} ${'db cpu'.padStart(7)}`,
     )
-    for (const [name, s] of all)
+    for (const [name, s] of all) {
       console.log(
         `  ${name.padEnd(44)} ${s.p50.toFixed(2).padStart(9)} ${s.p90.toFixed(2).padStart(9)} ${s.rps.toFixed(0).padStart(9)} ${String(s.n).padStart(6)} ${(s.cpu ?? 0).toFixed(3).padStart(15)} ${(s.clientCpu ?? 0).toFixed(3).padStart(11)} ${s.dbCpu === undefined ? '      -' : s.dbCpu.toFixed(3).padStart(7)}`,
       )
+      if (s.first)
+        console.log(
+          `  ${'  of which the first 1000'.padEnd(44)} ${s.first.p50.toFixed(2).padStart(9)} ${s.first.p90.toFixed(2).padStart(9)}`,
+        )
+    }
   } finally {
     child.send('stop')
     await new Promise((r) => child.once('exit', r))
@@ -439,5 +472,11 @@ else {
   if (client !== 'raw' && client !== 'undici') throw new Error(`--client: raw or undici, not ${client}`)
   if (client === 'undici') load = undiciLoad
   for (const d of opt('--dialects', 'sqlite,postgres').split(','))
-    await benchDialect(d as 'sqlite' | 'postgres', groups, opt('--only', ''), Number(opt('--repeat', '1')))
+    await benchDialect(
+      d as 'sqlite' | 'postgres',
+      groups,
+      opt('--only', ''),
+      Number(opt('--repeat', '1')),
+      Number(opt('--create-seconds', '10')),
+    )
 }

@@ -219,6 +219,10 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
   let active = false
   /** A start of the next batch is scheduled. */
   let scheduled = false
+  /** Messages of pipelined writes sent and not yet answered (see runMessage). */
+  let messagesInFlight = 0
+  /** PostgreSQL: the connection of pipelined writes' messages (opened when first needed). */
+  let lane: MessageLane | null = null
   /** Resolves when the last started batch has answered its callers (batches answer in order). */
   let lastAnswered: Promise<void> = Promise.resolve()
   /**
@@ -229,9 +233,12 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
    */
   const pump = () => {
     if (active || queue.length === 0) return
-    active = true
     // A batch is a run of pipelined writes (one message, see runMessage) or of other writes (runBatch).
     const kind = queue[0]!.pipelined
+    // At most MESSAGES_IN_FLIGHT messages sent and not yet answered; another batch waits for them all
+    // (its transaction must take its revisions after theirs).
+    if (kind ? messagesInFlight >= MESSAGES_IN_FLIGHT : messagesInFlight > 0) return
+    active = true
     let n = 1
     while (n < queue.length && n < MAX_BATCH && queue[n]!.pipelined === kind) n++
     const batch = queue.splice(0, n)
@@ -242,17 +249,25 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
       active = false
       pump()
     }
+    let inFlight = false
+    const handed = () => {
+      inFlight = true
+      messagesInFlight++
+      release()
+    }
     const previous = lastAnswered
     let answered: () => void = () => undefined
     lastAnswered = new Promise<void>((r) => {
       answered = r
     })
     const run = kind
-      ? runMessage(batch, previous)
+      ? runMessage(batch, previous, handed)
       : runBatch(batch, dialect === 'postgres' ? release : () => undefined, previous)
     void run.finally(() => {
       answered()
-      release()
+      if (inFlight) messagesInFlight--
+      if (released) pump()
+      else release()
     })
   }
 
@@ -586,9 +601,11 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
       stdNext += count
       return first
     })
-    stdReserving = next.catch(() => undefined).finally(() => {
-      stdWaiting--
-    })
+    stdReserving = next
+      .catch(() => undefined)
+      .finally(() => {
+        stdWaiting--
+      })
     return next
   }
 
@@ -656,13 +673,14 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
   }
 
   /**
-   * A batch of pipelined writes (PostgreSQL): their statements in one message that is a whole
-   * transaction, `begin; lock the meta row; execute …; commit` (one round trip for all). Each statement
-   * takes the next revision in SQL when its checks pass; one whose checks fail changes nothing and the
-   * next ones go on (they run after it, so they see what it did not do). A write that goes on although
-   * its checks failed, and every write of a message that failed as a whole, run again on their own.
+   * A batch of pipelined writes (PostgreSQL): their statements in one message on the message lane, a
+   * transaction of its own (one round trip for all; see messageLane). Each statement takes the next
+   * revision in SQL when its checks pass; one whose checks fail changes nothing and the next ones go on
+   * (they run after it, so they see what it did not do). A write that goes on although its checks failed,
+   * and every write of a message that failed as a whole, run again on their own. `handed` is called once
+   * the message is written: the next message may be built and sent behind it.
    */
-  async function runMessage(batch: Pending[], previous: Promise<void>): Promise<void> {
+  async function runMessage(batch: Pending[], previous: Promise<void>, handed: () => void): Promise<void> {
     options.onBatch?.(batch.length)
     const entries = batch.map((p) => startPipelined(p))
     await Promise.all(entries.map((e) => e.reached))
@@ -671,16 +689,10 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     let failed = false
     if (sent.length > 0) {
       try {
-        rows = (
-          await db.connection().execute((c) =>
-            c.executeQuery<Record<string, unknown>>(
-              CompiledQuery.raw(
-                PIPELINE,
-                sent.map((e) => e.stmt),
-              ),
-            ),
-          )
-        ).rows
+        lane ??= messageLane(url)
+        const message = lane.send(sent.map((e) => e.stmt as RawStatement))
+        await message.handed.then(handed, () => undefined)
+        rows = await message.rows
       } catch {
         failed = true
       }
@@ -713,7 +725,8 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
         again.push(e.p) // it went on although its checks failed: its statements did not run
       else outcomes.push({ p: e.p, ok: true, value: r.value, revision: e.revision })
     }
-    // Run again, each on its own, before the writes queued after this batch.
+    // Run again, each on its own, before the writes queued after this batch (after the messages already
+    // sent behind this one).
     for (const p of again) p.pipelined = false
     queue.unshift(...again)
     await previous
@@ -770,6 +783,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     },
     async close() {
       await checkpointer?.()
+      await lane?.close()
       await db.destroy()
     },
   }
@@ -778,6 +792,11 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
 
 /** At most this many writes share a transaction. */
 const MAX_BATCH = 64
+/**
+ * Pipelined writes' messages sent and not yet answered: while one runs, the next is built and sent,
+ * and PostgreSQL starts it the moment the one before commits.
+ */
+const MESSAGES_IN_FLIGHT = 2
 const CHANGE_CHUNK = 500
 const LOCK_SQL = 'update sgwall_meta set revision = revision + 1 where id = 1 returning revision, standard_attr_id'
 const META_SQL: Record<DialectName, string> = {
@@ -814,7 +833,6 @@ const OK = ' exists (select 1 from "ok")'
 /** Standard attribute ids reserved at a time for pipelined writes. */
 const STD_BLOCK = 1000
 /** The text that makes the pool client send a run's statements in one message (see foldingBegin). */
-const PIPELINE = '/* sgwall pipeline */'
 const NOTHING = Symbol('nothing to commit')
 
 interface Pending {
@@ -1086,6 +1104,97 @@ export function literal(v: unknown): string {
 }
 
 /**
+ * PostgreSQL: the connection pipelined writes' messages go on, in pg's pipeline mode: a message is
+ * written at once, without waiting for the answers to those before it, and PostgreSQL runs them one
+ * after another in the order sent. Each message is a transaction of its own: `select … for update` of
+ * the meta row (so that every statement after it sees what earlier writers committed), the statements —
+ * `prepare`d once per connection, run with `execute name(literals…)` — in one simple-protocol message,
+ * which PostgreSQL runs as one implicit transaction (an error rolls it back whole).
+ */
+export interface MessageLane {
+  /**
+   * Sends one message. `handed`: it is written (every later `send` runs after it); `rows`: the first
+   * row of each statement's result, or the error that rolled the message back.
+   */
+  send(stmts: readonly RawStatement[]): { handed: Promise<void>; rows: Promise<Record<string, unknown>[]> }
+  close(): Promise<void>
+}
+
+function messageLane(url: string): MessageLane {
+  let client: Promise<pg.Client> | null = null
+  /** Names prepared on the connection (null: to be read again, after a failed message). */
+  let known: Set<string> | null = new Set()
+  /** Sends are written in call order. */
+  let tail: Promise<unknown> = Promise.resolve()
+  const connect = (): Promise<pg.Client> => {
+    if (!client) {
+      const c = new pg.Client({ connectionString: url, pipeline: true } as pg.ClientConfig)
+      const opened = c.connect().then(() => c)
+      client = opened
+      known = new Set()
+      const drop = () => {
+        if (client === opened) client = null
+      }
+      // A broken connection fails what is in flight (those writes run again on their own); the next
+      // message opens a new one.
+      c.on('error', drop)
+      c.on('end', drop)
+      opened.catch(drop)
+    }
+    return client
+  }
+  return {
+    send(stmts) {
+      const written = tail.then(async () => {
+        const c = await connect()
+        if (!known) {
+          const { rows } = await c.query<{ name: string }>('select name from pg_prepared_statements')
+          known = new Set(rows.map((r) => r.name))
+        }
+        const names = known
+        let text = 'select 1 from "sgwall_meta" where "id" = 1 for update;\n'
+        for (const st of stmts) {
+          const name = pipelineName(st.sql)
+          if (!names.has(name)) {
+            // Prepared before the executes of this message and every later one (a failed message does
+            // not undo a prepare; whether it got that far is read again after it).
+            text += `prepare ${name} as ${st.sql};\n`
+            names.add(name)
+          }
+          text += `execute ${name}(${st.parameters.map(literal).join(', ')});\n`
+        }
+        return { result: c.query(text) as unknown as Promise<pg.QueryResult[]> }
+      })
+      tail = written.catch(() => undefined)
+      const rows = written.then(async ({ result }) => {
+        let res: pg.QueryResult[]
+        try {
+          res = await result
+        } catch (err) {
+          known = null
+          throw err
+        }
+        // the lock, then the prepares and executes
+        const rows = res
+          .slice(1)
+          .filter((r) => r.command !== 'PREPARE')
+          .map((r) => r.rows[0] as Record<string, unknown>)
+        if (rows.length !== stmts.length)
+          throw new Error(`pipeline: ${rows.length} results for ${stmts.length} statements`)
+        return rows
+      })
+      return { handed: written.then(() => undefined), rows }
+    },
+    async close() {
+      await tail
+      const c = client
+      client = null
+      if (c) await (await c.catch(() => null))?.end()
+    },
+  }
+}
+
+/**
  * The PostgreSQL pool as Kysely sees it, with clients that hold back a bare `begin` and send it
  * in one simple-protocol message with the next statement when that statement has no parameters
  * (the write path's revision bump): one round trip less per transaction, inside the revision lock's
@@ -1111,53 +1220,9 @@ function foldingBegin(pool: pg.Pool): PostgresPool {
         }
         await client.query('begin')
       }
-      if (text === PIPELINE) return pipeline(values as readonly RawStatement[])
       const name = bare ? undefined : PREPARED.get(text)
       if (name) return client.query({ name, text, values: values as unknown[] })
       return client.query(text, values as unknown[] | undefined)
-    }
-    /** Names this connection has prepared with `prepare` (null: not known, after a failed message). */
-    let known: Set<string> | null = new Set()
-    /**
-     * A transaction in one simple-protocol message: `begin`, the meta row locked (so that every statement
-     * after it sees what the writers before it committed), the statements — `prepare`d once per
-     * connection, run with `execute name(literals…)` — and `commit`. PostgreSQL runs them one after
-     * another without waiting for us. Returns the first row of each statement's result; on an error
-     * the transaction is rolled back and the error thrown.
-     */
-    const pipeline = async (stmts: readonly RawStatement[]) => {
-      if (!known) {
-        const { rows } = await client.query<{ name: string }>('select name from pg_prepared_statements')
-        known = new Set(rows.map((r) => r.name))
-      }
-      let text = 'begin;\nselect 1 from "sgwall_meta" where "id" = 1 for update;\n'
-      const prepared: string[] = []
-      for (const st of stmts) {
-        const name = pipelineName(st.sql)
-        if (!known.has(name) && !prepared.includes(name)) {
-          text += `prepare ${name} as ${st.sql};\n`
-          prepared.push(name)
-        }
-        text += `execute ${name}(${st.parameters.map(literal).join(', ')});\n`
-      }
-      text += 'commit;'
-      let res: pg.QueryResult[]
-      try {
-        res = (await client.query(text)) as unknown as pg.QueryResult[]
-      } catch (err) {
-        known = null
-        await client.query('rollback').catch(() => undefined)
-        throw err
-      }
-      for (const name of prepared) known.add(name)
-      // begin, the lock, the prepares and executes, commit
-      const rows = res
-        .slice(2, -1)
-        .filter((r) => r.command !== 'PREPARE')
-        .map((r) => r.rows[0])
-      if (rows.length !== stmts.length)
-        throw new Error(`pipeline: ${rows.length} results for ${stmts.length} statements`)
-      return { command: 'SELECT', rowCount: rows.length, rows }
     }
     return {
       query,

@@ -266,8 +266,7 @@ for (const d of storeDialects()) {
         // One message carried the whole transaction: eight writes, seven statements (one refused before).
         const messages = sent.filter((t) => t.includes('execute sgwp'))
         expect(messages).toHaveLength(1)
-        expect(messages[0]).toMatch(/^begin;\nselect 1 from "sgwall_meta" where "id" = 1 for update;\n/)
-        expect(messages[0]).toMatch(/commit;$/)
+        expect(messages[0]).toMatch(/^select 1 from "sgwall_meta" where "id" = 1 for update;\n/)
         expect(messages[0]?.match(/execute sgwp/g)).toHaveLength(7)
       })
 
@@ -294,6 +293,109 @@ for (const d of storeDialects()) {
           { id: 'qa', name: 'qa' },
           { id: 'qc', name: "q'c\\" },
         ])
+      })
+
+    // PostgreSQL only (pipelining needs it; on SQLite `pipelined` has no effect).
+    if (d.name === 'postgres')
+      it('sends the next pipelined message while one runs: a failure of the first leaves the one behind it whole', async () => {
+        const before = await store.revision()
+        const { sent, restore } = spyQueries()
+        let results: PromiseSettledResult<number>[]
+        try {
+          // Its check sleeps, then fails (division by zero): the message stays in flight, then is rolled back.
+          const failing = store.write(
+            async (w) => {
+              await w.defer({
+                sql: 'insert into "security_groups" ("id", "project_id", "name", "description", "created_at", "updated_at", "revision_number", "standard_attr_id", "stateful") select * from (values ($1::text, $2::text, $1::text, \'\', $3::text, $3::text, 0, $4::integer, 1)) v',
+                parameters: ['slow', 'p1', w.now, await w.nextStandardAttrId()],
+                guard: 'where',
+              })
+              await w.log({ resource: 'security_group', resource_id: 'slow', action: 'create' })
+              const { revision } = await w.flushIf<{ n: number }>({
+                sql: 'select pg_sleep(0.3)::text as "s", (1 / (select count(*) from "security_groups" where "id" = $1))::integer as "n"',
+                parameters: ['slow'],
+                ok: 'true',
+              })
+              return revision
+            },
+            { pipelined: true },
+          )
+          await new Promise((r) => setTimeout(r, 100))
+          results = await Promise.allSettled([failing, insert('ob1'), insert('ob2')])
+        } finally {
+          restore()
+        }
+        expect(results.map((r) => (r.status === 'fulfilled' ? r.value - before : 'rejected'))).toEqual([
+          'rejected',
+          1,
+          2,
+        ])
+        expect(String((results[0] as PromiseRejectedResult).reason)).toMatch(/division by zero/)
+        // The second message went out while the first was running, before the failed write ran again alone.
+        const second = sent.findIndex((t) => t.includes('execute sgwp') && t.includes("E'ob1'"))
+        const rerun = sent.findIndex((t) => !t.includes('execute sgwp') && t.includes('pg_sleep'))
+        const first = sent.findIndex((t) => t.includes('execute sgwp') && t.includes("E'slow'"))
+        expect(first).toBeGreaterThanOrEqual(0)
+        expect(second).toBeGreaterThan(first)
+        expect(rerun).toBeGreaterThan(second)
+        const log = await store.db
+          .selectFrom('changes')
+          .select(['revision', 'resource_id'])
+          .where('revision', '>', before)
+          .orderBy('revision')
+          .execute()
+        expect(log.map((c) => [Number(c.revision) - before, c.resource_id])).toEqual([
+          [1, 'ob1'],
+          [2, 'ob2'],
+        ])
+      })
+
+    if (d.name === 'postgres')
+      it('keeps pipelined writes consecutive and in order under a steady load, messages overlapping', async () => {
+        const events: string[] = []
+        const local = await freshDatabaseUrl(d.name)
+        const s2 = await openStore(local.url, { onBatch: () => events.push('start') })
+        const seen: number[] = []
+        const off = s2.onCommit((r) => {
+          seen.push(r)
+          events.push('commit')
+        })
+        try {
+          const pending: Promise<number>[] = []
+          for (let k = 0; k < 300; k++) {
+            pending.push(
+              s2.write(
+                async (w) => {
+                  await w.defer({
+                    sql: 'update "sgwall_meta" set "pruned_through" = "pruned_through" where "id" = $1',
+                    parameters: [1],
+                    guard: 'and',
+                  })
+                  await w.log({ resource: 'security_group', resource_id: `m${k}`, action: 'create' })
+                  return (await w.flushIf({ sql: 'select pg_sleep(0.0005)::text as "s"', parameters: [], ok: 'true' }))
+                    .revision
+                },
+                { pipelined: true },
+              ),
+            )
+            await new Promise((r) => setTimeout(r, 0))
+          }
+          const answers = await Promise.all(pending)
+          expect(answers).toEqual(Array.from({ length: 300 }, (_, i) => i + 1))
+          expect(seen).toEqual(answers)
+          const log = await s2.db
+            .selectFrom('changes')
+            .select(['revision', 'resource_id'])
+            .orderBy('revision')
+            .execute()
+          expect(log.map((c) => [Number(c.revision), c.resource_id])).toEqual(answers.map((r) => [r, `m${r - 1}`]))
+          // Some message was started before the one before it had been answered.
+          expect(events.join(' ')).toMatch(/start start/)
+        } finally {
+          off()
+          await s2.close()
+          await local.drop()
+        }
       })
 
     it('keeps revisions consecutive and in order under a steady load (PostgreSQL: the next batch opens while one commits)', async () => {
