@@ -832,7 +832,6 @@ const RERUN = Symbol('run the write again')
 const OK = ' exists (select 1 from "ok")'
 /** Standard attribute ids reserved at a time for pipelined writes. */
 const STD_BLOCK = 1000
-/** The text that makes the pool client send a run's statements in one message (see foldingBegin). */
 const NOTHING = Symbol('nothing to commit')
 
 interface Pending {

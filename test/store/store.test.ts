@@ -352,86 +352,41 @@ for (const d of storeDialects()) {
 
     if (d.name === 'postgres')
       it('keeps pipelined writes consecutive and in order under a steady load, messages overlapping', async () => {
-        const events: string[] = []
-        const local = await freshDatabaseUrl(d.name)
-        const s2 = await openStore(local.url, { onBatch: () => events.push('start') })
-        const seen: number[] = []
-        const off = s2.onCommit((r) => {
-          seen.push(r)
-          events.push('commit')
-        })
-        try {
-          const pending: Promise<number>[] = []
-          for (let k = 0; k < 300; k++) {
-            pending.push(
-              s2.write(
-                async (w) => {
-                  await w.defer({
-                    sql: 'update "sgwall_meta" set "pruned_through" = "pruned_through" where "id" = $1',
-                    parameters: [1],
-                    guard: 'and',
-                  })
-                  await w.log({ resource: 'security_group', resource_id: `m${k}`, action: 'create' })
-                  return (await w.flushIf({ sql: 'select pg_sleep(0.0005)::text as "s"', parameters: [], ok: 'true' }))
-                    .revision
-                },
-                { pipelined: true },
-              ),
-            )
-            await new Promise((r) => setTimeout(r, 0))
-          }
-          const answers = await Promise.all(pending)
-          expect(answers).toEqual(Array.from({ length: 300 }, (_, i) => i + 1))
-          expect(seen).toEqual(answers)
-          const log = await s2.db
-            .selectFrom('changes')
-            .select(['revision', 'resource_id'])
-            .orderBy('revision')
-            .execute()
-          expect(log.map((c) => [Number(c.revision), c.resource_id])).toEqual(answers.map((r) => [r, `m${r - 1}`]))
-          // Some message was started before the one before it had been answered.
-          expect(events.join(' ')).toMatch(/start start/)
-        } finally {
-          off()
-          await s2.close()
-          await local.drop()
-        }
+        const run = await steadyLoad(d.name, 300, (s2, k) =>
+          s2.write(
+            async (w) => {
+              await w.defer({
+                sql: 'update "sgwall_meta" set "pruned_through" = "pruned_through" where "id" = $1',
+                parameters: [1],
+                guard: 'and',
+              })
+              await w.log({ resource: 'security_group', resource_id: `w${k}`, action: 'create' })
+              return (await w.flushIf({ sql: 'select pg_sleep(0.0005)::text as "s"', parameters: [], ok: 'true' }))
+                .revision
+            },
+            { pipelined: true },
+          ),
+        )
+        expect(run.answers).toEqual(Array.from({ length: 300 }, (_, i) => i + 1))
+        expect(run.seen).toEqual(run.answers)
+        expect(run.log).toEqual(run.answers.map((r) => [r, `w${r - 1}`]))
+        // Some message was started before the one before it had been answered.
+        expect(run.events).toMatch(/start start/)
       })
 
     it('keeps revisions consecutive and in order under a steady load (PostgreSQL: the next batch opens while one commits)', async () => {
       const before = await store.revision()
-      const events: string[] = []
-      const local = await freshDatabaseUrl(d.name)
-      const s2 = await openStore(local.url, { onBatch: () => events.push('start') })
-      const seen: number[] = []
-      const off = s2.onCommit((r) => {
-        seen.push(r)
-        events.push('commit')
-      })
-      try {
-        // Writes arriving all the time (one per millisecond or so), whatever the answers.
-        const pending: Promise<number>[] = []
-        for (let k = 0; k < 200; k++) {
-          pending.push(
-            s2.write(async (w) => {
-              await w.log({ resource: 'security_group', resource_id: `w${k}`, action: 'create' })
-              return w.revision
-            }),
-          )
-          await new Promise((r) => setTimeout(r, 0))
-        }
-        const answers = await Promise.all(pending)
-        expect([...answers].sort((a, b) => a - b)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1))
-        expect(seen).toEqual(Array.from({ length: 200 }, (_, i) => i + 1))
-        const log = await s2.db.selectFrom('changes').select(['revision', 'resource_id']).orderBy('revision').execute()
-        expect(log.map((c) => Number(c.revision))).toEqual(seen)
-        // PostgreSQL: some batch started before the one before it had committed.
-        if (d.name === 'postgres') expect(events.join(' ')).toMatch(/start start/)
-      } finally {
-        off()
-        await s2.close()
-        await local.drop()
-      }
+      const run = await steadyLoad(d.name, 200, (s2, k) =>
+        s2.write(async (w) => {
+          await w.log({ resource: 'security_group', resource_id: `w${k}`, action: 'create' })
+          return w.revision
+        }),
+      )
+      expect([...run.answers].sort((a, b) => a - b)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1))
+      expect(run.seen).toEqual(Array.from({ length: 200 }, (_, i) => i + 1))
+      expect(run.log.map(([r]) => r)).toEqual(run.seen)
+      // PostgreSQL: some batch started before the one before it had committed.
+      if (d.name === 'postgres') expect(run.events).toMatch(/start start/)
       expect(await store.revision()).toBe(before)
     })
 
@@ -479,4 +434,37 @@ for (const d of storeDialects()) {
       }
     })
   })
+}
+
+/**
+ * `count` writes arriving all the time (one per event-loop turn, whatever the answers) on a fresh store:
+ * their answers, the revisions listeners saw, the batch starts and commits (`start`, `commit`), the change log.
+ */
+async function steadyLoad(
+  dialect: 'sqlite' | 'postgres',
+  count: number,
+  write: (store: Store, k: number) => Promise<number>,
+): Promise<{ answers: number[]; seen: number[]; events: string; log: [number, string][] }> {
+  const events: string[] = []
+  const local = await freshDatabaseUrl(dialect)
+  const store = await openStore(local.url, { onBatch: () => events.push('start') })
+  const seen: number[] = []
+  const off = store.onCommit((r) => {
+    seen.push(r)
+    events.push('commit')
+  })
+  try {
+    const pending: Promise<number>[] = []
+    for (let k = 0; k < count; k++) {
+      pending.push(write(store, k))
+      await new Promise((r) => setTimeout(r, 0))
+    }
+    const answers = await Promise.all(pending)
+    const log = await store.db.selectFrom('changes').select(['revision', 'resource_id']).orderBy('revision').execute()
+    return { answers, seen, events: events.join(' '), log: log.map((c) => [Number(c.revision), c.resource_id]) }
+  } finally {
+    off()
+    await store.close()
+    await local.drop()
+  }
 }
