@@ -1119,6 +1119,9 @@ export interface MessageLane {
   close(): Promise<void>
 }
 
+/** The message lane's `application_name`. */
+export const LANE_NAME = 'sgwall-lane'
+
 function messageLane(url: string): MessageLane {
   let client: Promise<pg.Client> | null = null
   /** Names prepared on the connection (null: to be read again, after a failed message). */
@@ -1127,7 +1130,12 @@ function messageLane(url: string): MessageLane {
   let tail: Promise<unknown> = Promise.resolve()
   const connect = (): Promise<pg.Client> => {
     if (!client) {
-      const c = new pg.Client({ connectionString: url, pipeline: true } as pg.ClientConfig)
+      // Named for pg_stat_activity: the one connection that holds the pipelined writes' messages.
+      const c = new pg.Client({
+        connectionString: url,
+        pipeline: true,
+        application_name: LANE_NAME,
+      } as pg.ClientConfig)
       const opened = c.connect().then(() => c)
       client = opened
       known = new Set()

@@ -11,6 +11,7 @@ export {
   type DialectName,
   type GuardedCheck,
   isoSeconds,
+  LANE_NAME,
   openStore,
   type RawStatement,
   type Store,

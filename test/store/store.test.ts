@@ -1,5 +1,6 @@
+import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { openStore, type Store, type WriteContext } from '../../src/store/index.js'
+import { LANE_NAME, openStore, type Store, type WriteContext } from '../../src/store/index.js'
 import { freshDatabaseUrl, spyQueries, storeDialects } from '../helpers/dialects.js'
 
 for (const d of storeDialects()) {
@@ -347,6 +348,53 @@ for (const d of storeDialects()) {
         expect(log.map((c) => [Number(c.revision) - before, c.resource_id])).toEqual([
           [1, 'ob1'],
           [2, 'ob2'],
+        ])
+      })
+
+    if (d.name === 'postgres')
+      it('runs the writes of a message whose connection died again on their own; the next message opens a new connection', async () => {
+        const before = await store.revision()
+        expect((await insert('la')) - before).toBe(1) // the lane is open
+        const lanes = () =>
+          sql<{
+            pid: number
+          }>`select pid from pg_stat_activity where application_name = ${LANE_NAME} and datname = current_database()`
+            .execute(store.db)
+            .then((r) => r.rows.map((x) => x.pid))
+        const [first] = await lanes()
+        expect(first).toBeDefined()
+        const killed = await sql<{ ok: boolean }>`select pg_terminate_backend(${first}::integer) as ok`.execute(
+          store.db,
+        )
+        expect(killed.rows).toEqual([{ ok: true }])
+        // pg_terminate_backend only signals it: wait until it is gone.
+        for (let k = 0; k < 200 && (await lanes()).includes(first!); k++) await new Promise((r) => setTimeout(r, 10))
+        expect(await lanes()).toEqual([])
+        const { sent, restore } = spyQueries()
+        let results: PromiseSettledResult<number>[]
+        try {
+          results = await Promise.allSettled([insert('lb'), insert('lc')])
+          results.push(...(await Promise.allSettled([insert('ld')])))
+        } finally {
+          restore()
+        }
+        expect(results.map((r) => (r.status === 'fulfilled' ? r.value - before : String(r.reason)))).toEqual([2, 3, 4])
+        // A new connection carries the messages again.
+        const now = await lanes()
+        expect(now).toHaveLength(1)
+        expect(now[0]).not.toBe(first)
+        expect(sent.some((t) => t.includes('execute sgwp') && t.includes("E'ld'"))).toBe(true)
+        const log = await store.db
+          .selectFrom('changes')
+          .select(['revision', 'resource_id'])
+          .where('revision', '>', before)
+          .orderBy('revision')
+          .execute()
+        expect(log.map((c) => [Number(c.revision) - before, c.resource_id])).toEqual([
+          [1, 'la'],
+          [2, 'lb'],
+          [3, 'lc'],
+          [4, 'ld'],
         ])
       })
 
