@@ -7,7 +7,6 @@
  * each in its own savepoint with its own revision. Every change appended with `log()`
  * carries its write's revision.
  */
-import { randomUUID } from 'node:crypto'
 import { mkdirSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname } from 'node:path'
@@ -1068,16 +1067,41 @@ const MESSAGE_TEXTS = new TextCache()
 
 /** Pipelined statements' texts → their names for `prepare` (another namespace than PREPARED's). */
 const PIPELINED = new Map<string, string>()
-function pipelineName(text: string): string {
+/** A text's name, or null past the bound (the text is then prepared and deallocated in its message). */
+function pipelineName(text: string): string | null {
   let name = PIPELINED.get(text)
-  if (!name) {
-    // Past the bound a text is still prepared, under a name of its own that is not remembered (rare: the
-    // texts differ only by the number of rules in a bulk create).
+  if (name === undefined && PIPELINED.size < MAX_PREPARED) {
     name = `sgwp${PIPELINED.size + 1}`
-    if (PIPELINED.size < MAX_PREPARED) PIPELINED.set(text, name)
-    else name = `sgwp_${randomUUID().replaceAll('-', '')}`
+    PIPELINED.set(text, name)
   }
-  return name
+  return name ?? null
+}
+
+/**
+ * The text of a message (see messageLane): the meta row locked, then per statement `execute name(literals)`,
+ * after `prepare name as …` when the connection has not prepared it (`known`, to which the names it
+ * prepares are added). A statement past the bound of remembered texts is prepared under a name of its own
+ * and deallocated right after its execute (rare: texts that differ only by the number of rules in a bulk
+ * create), so that the connection keeps no statement it will not run again.
+ */
+export function laneMessage(stmts: readonly RawStatement[], known: Set<string>): string {
+  let text = 'select 1 from "sgwall_meta" where "id" = 1 for update;\n'
+  stmts.forEach((st, k) => {
+    const args = st.parameters.map(literal).join(', ')
+    const name = pipelineName(st.sql)
+    if (name === null) {
+      text += `prepare sgwp_once${k} as ${st.sql};\nexecute sgwp_once${k}(${args});\ndeallocate sgwp_once${k};\n`
+      return
+    }
+    if (!known.has(name)) {
+      // Prepared before the executes of this message and every later one (a failed message does
+      // not undo a prepare; whether it got that far is read again after it).
+      text += `prepare ${name} as ${st.sql};\n`
+      known.add(name)
+    }
+    text += `execute ${name}(${args});\n`
+  })
+  return text
 }
 
 /**
@@ -1158,18 +1182,7 @@ function messageLane(url: string): MessageLane {
           const { rows } = await c.query<{ name: string }>('select name from pg_prepared_statements')
           known = new Set(rows.map((r) => r.name))
         }
-        const names = known
-        let text = 'select 1 from "sgwall_meta" where "id" = 1 for update;\n'
-        for (const st of stmts) {
-          const name = pipelineName(st.sql)
-          if (!names.has(name)) {
-            // Prepared before the executes of this message and every later one (a failed message does
-            // not undo a prepare; whether it got that far is read again after it).
-            text += `prepare ${name} as ${st.sql};\n`
-            names.add(name)
-          }
-          text += `execute ${name}(${st.parameters.map(literal).join(', ')});\n`
-        }
+        const text = laneMessage(stmts, known)
         return { result: c.query(text) as unknown as Promise<pg.QueryResult[]> }
       })
       tail = written.catch(() => undefined)
@@ -1181,10 +1194,10 @@ function messageLane(url: string): MessageLane {
           known = null
           throw err
         }
-        // the lock, then the prepares and executes
+        // the lock, then the prepares, executes and deallocates
         const rows = res
           .slice(1)
-          .filter((r) => r.command !== 'PREPARE')
+          .filter((r) => r.command !== 'PREPARE' && r.command !== 'DEALLOCATE')
           .map((r) => r.rows[0] as Record<string, unknown>)
         if (rows.length !== stmts.length)
           throw new Error(`pipeline: ${rows.length} results for ${stmts.length} statements`)
