@@ -1086,12 +1086,15 @@ function pipelineName(text: string): string | null {
  */
 export function laneMessage(stmts: readonly RawStatement[], known: Set<string>): string {
   let text = 'select 1 from "sgwall_meta" where "id" = 1 for update;\n'
-  stmts.forEach((st, k) => {
+  for (const st of stmts) {
     const args = st.parameters.map(literal).join(', ')
     const name = pipelineName(st.sql)
     if (name === null) {
-      text += `prepare sgwp_once${k} as ${st.sql};\nexecute sgwp_once${k}(${args});\ndeallocate sgwp_once${k};\n`
-      return
+      // A name no other message uses: should this one fail before its deallocate, the statement it left
+      // is deallocated when the connection's names are read again.
+      const once = `${ONCE_PREFIX}${++onceCount}`
+      text += `prepare ${once} as ${st.sql};\nexecute ${once}(${args});\ndeallocate ${once};\n`
+      continue
     }
     if (!known.has(name)) {
       // Prepared before the executes of this message and every later one (a failed message does
@@ -1100,9 +1103,11 @@ export function laneMessage(stmts: readonly RawStatement[], known: Set<string>):
       known.add(name)
     }
     text += `execute ${name}(${args});\n`
-  })
+  }
   return text
 }
+const ONCE_PREFIX = 'sgwp_once'
+let onceCount = 0
 
 /**
  * A parameter as a PostgreSQL literal for `execute`: `NULL`, a finite number, a boolean, or an
@@ -1180,7 +1185,8 @@ function messageLane(url: string): MessageLane {
         const c = await connect()
         if (!known) {
           const { rows } = await c.query<{ name: string }>('select name from pg_prepared_statements')
-          known = new Set(rows.map((r) => r.name))
+          for (const { name } of rows) if (name.startsWith(ONCE_PREFIX)) await c.query(`deallocate ${name}`)
+          known = new Set(rows.map((r) => r.name).filter((n) => !n.startsWith(ONCE_PREFIX)))
         }
         const text = laneMessage(stmts, known)
         return { result: c.query(text) as unknown as Promise<pg.QueryResult[]> }

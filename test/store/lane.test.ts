@@ -51,18 +51,35 @@ describe('message lane: statement texts past the remembered bound', () => {
       const before = await write(-1, 'sgwp\\_once%')
       expect(before.n).toBe(0)
       for (let k = 0; k < 600; k++) laneMessage([statement(`select ${k} as "fill"`)], new Set())
-      // Past the bound: each prepared in its message under sgwp_once0 and deallocated; the second would fail
-      // (then run again on its own) if the first had stayed prepared.
+      // Past the bound: each prepared in its message under a name of its own and deallocated after it.
       const a = await write(1, 'sgwp\\_once%')
       const b = await write(2, 'sgwp\\_once%')
       expect(a.n).toBe(1) // itself, while it runs
       expect(b.n).toBe(1)
       const after = await write(-1, 'sgwp\\_once%')
       expect(after.n).toBe(0)
-      expect([a.revision, b.revision, after.revision]).toEqual([
+      // One that fails before its deallocate (division by zero) leaves its statement prepared until the
+      // connection's names are read again, before the next message.
+      const failing = store.write(
+        async (w) => {
+          await w.log({ resource: 'security_group', resource_id: 'x', action: 'create' })
+          await w.defer({ sql: 'select $1::integer', parameters: [1], guard: 'where' })
+          return w.flushIf({
+            sql: 'select (1 / (select count(*) from "sgwall_meta" where "id" = $1))::integer as "n"',
+            parameters: [0],
+            ok: 'true',
+          })
+        },
+        { pipelined: true },
+      )
+      await expect(failing).rejects.toThrow(/division by zero/)
+      const clean = await write(-1, 'sgwp\\_once%')
+      expect(clean.n).toBe(0)
+      expect([a.revision, b.revision, after.revision, clean.revision]).toEqual([
         before.revision + 1,
         before.revision + 2,
         before.revision + 3,
+        before.revision + 4,
       ])
     })
   })
@@ -80,10 +97,13 @@ describe('message lane: statement texts past the remembered bound', () => {
     // Fill the bound with other texts.
     for (let k = 0; k < 600; k++) laneMessage([statement(`select ${k} as "n"`)], known)
     const past = laneMessage([statement('select 9999 as "n"'), statement('select 9998 as "n"')], known)
-    expect(past).toContain('prepare sgwp_once0 as select 9999 as "n";\nexecute sgwp_once0();\ndeallocate sgwp_once0;')
-    expect(past).toContain('prepare sgwp_once1 as select 9998 as "n";\nexecute sgwp_once1();\ndeallocate sgwp_once1;')
-    // Again: prepared again (never remembered), and the remembered ones stay as they were.
-    expect(laneMessage([statement('select 9999 as "n"')], known)).toContain('prepare sgwp_once0')
+    expect(past).toMatch(/prepare (sgwp_once\d+) as select 9999 as "n";\nexecute \1\(\);\ndeallocate \1;\n/)
+    expect(past).toMatch(/prepare (sgwp_once\d+) as select 9998 as "n";\nexecute \1\(\);\ndeallocate \1;\n/)
+    // Again: prepared again under a new name (never remembered), and the remembered ones stay as they were.
+    const names = (t: string) => [...t.matchAll(/prepare (sgwp_once\d+)/g)].map((m) => m[1])
+    const again = laneMessage([statement('select 9999 as "n"')], known)
+    expect(names(again)).toHaveLength(1)
+    expect(names(past)).not.toContain(names(again)[0])
     expect(laneMessage([probe], known)).not.toMatch(/prepare/)
   })
 })
