@@ -339,13 +339,7 @@ for (const d of storeDialects()) {
         expect(first).toBeGreaterThanOrEqual(0)
         expect(second).toBeGreaterThan(first)
         expect(rerun).toBeGreaterThan(second)
-        const log = await store.db
-          .selectFrom('changes')
-          .select(['revision', 'resource_id'])
-          .where('revision', '>', before)
-          .orderBy('revision')
-          .execute()
-        expect(log.map((c) => [Number(c.revision) - before, c.resource_id])).toEqual([
+        expect(await logAfter(store, before)).toEqual([
           [1, 'ob1'],
           [2, 'ob2'],
         ])
@@ -384,13 +378,7 @@ for (const d of storeDialects()) {
         expect(now).toHaveLength(1)
         expect(now[0]).not.toBe(first)
         expect(sent.some((t) => t.includes('execute sgwp') && t.includes("E'ld'"))).toBe(true)
-        const log = await store.db
-          .selectFrom('changes')
-          .select(['revision', 'resource_id'])
-          .where('revision', '>', before)
-          .orderBy('revision')
-          .execute()
-        expect(log.map((c) => [Number(c.revision) - before, c.resource_id])).toEqual([
+        expect(await logAfter(store, before)).toEqual([
           [1, 'la'],
           [2, 'lb'],
           [3, 'lc'],
@@ -515,4 +503,15 @@ async function steadyLoad(
     await store.close()
     await local.drop()
   }
+}
+
+/** The change log after revision `before`: [revision - before, resource id]. */
+async function logAfter(store: Store, before: number): Promise<[number, string][]> {
+  const log = await store.db
+    .selectFrom('changes')
+    .select(['revision', 'resource_id'])
+    .where('revision', '>', before)
+    .orderBy('revision')
+    .execute()
+  return log.map((c) => [Number(c.revision) - before, c.resource_id])
 }
