@@ -24,7 +24,7 @@ const draft = fc.record({
     { nil: null },
   ),
   description: fc.string({ maxLength: 5 }),
-  remote_address_group_id: fc.constant(null),
+  remote_address_group_id: fc.option(fc.constant('ag-1'), { nil: null }),
   project_id: fc.constantFrom('p-1', 'p-2'),
 }) as fc.Arbitrary<RuleDraft>
 const call = fc.record({
