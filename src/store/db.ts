@@ -227,7 +227,8 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
   /**
    * Starts the next batch unless one is active. On PostgreSQL a batch stops being active when it sends
    * its commit: the next one opens its transaction at once, on another connection, and its revision
-   * lock is granted the moment the commit is done (no round trip of ours in between). On SQLite (one
+   * lock is granted the moment the commit is done (no round trip of ours in between); a message of
+   * pipelined writes stops being active once it is written on the message lane. On SQLite (one
    * connection) the next batch starts when the last one has ended.
    */
   const pump = () => {
@@ -492,9 +493,8 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
   function guardedParts(deferred: Deferred[]): { sql: string; parameters: readonly unknown[] }[] {
     if (dialect !== 'postgres') throw new Error('flushIf is for PostgreSQL')
     return deferred.map((q) => {
-      if (!isRaw(q)) throw new Error('flushIf needs hand-written deferred statements')
-      if (!q.guard) throw new Error('flushIf needs deferred statements that say how to guard them')
-      return { sql: `${q.sql} ${q.guard}${OK}`, parameters: q.parameters }
+      const g = guardable(q)
+      return { sql: `${g.sql} ${g.guard}${OK}`, parameters: g.parameters }
     })
   }
 
@@ -536,10 +536,9 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     const parameters: unknown[] = check.parameters.slice()
     let node = MESSAGE_TEXTS.at(check.sql).at(check.ok).at(changes.length)
     for (const q of deferred) {
-      if (!isRaw(q)) throw new Error('flushIf needs hand-written deferred statements')
-      if (!q.guard) throw new Error('flushIf needs deferred statements that say how to guard them')
-      node = node.at(q.guard).at(q.sql)
-      for (const v of q.parameters) parameters.push(v)
+      const g = guardable(q)
+      node = node.at(g.guard).at(g.sql)
+      for (const v of g.parameters) parameters.push(v)
     }
     for (const c of changes) for (let k = 1; k < c.length; k++) parameters.push(c[k])
     const sql = node.get(() => messageText(deferred as RawStatement[], changes.length, check))
@@ -558,7 +557,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     }
     parts.push({
       sql: `insert into "changes" (${CHANGE_COLUMNS}) select "m"."revision", v.* from "m", (values ${tuples.join(', ')}) v`,
-      parameters: new Array(changeCount * 7),
+      parameters: new Array(changeCount * 7), // only their number counts here (the `$n` renumbering)
     })
     const { text, params } = ctes([check], ['c'])
     const rest = ctes(parts, undefined, params.length)
@@ -685,7 +684,6 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     await Promise.all(entries.map((e) => e.reached))
     const sent = entries.filter((e) => e.stmt)
     let rows: Record<string, unknown>[] = []
-    let failed = false
     if (sent.length > 0) {
       try {
         lane ??= messageLane(url)
@@ -693,12 +691,12 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
         await message.handed.then(handed, () => undefined)
         rows = await message.rows
       } catch {
-        failed = true
+        // The message failed as a whole: no rows, its writes run again on their own.
       }
     }
     sent.forEach((e, i) => {
       const row = rows[i]
-      if (failed || !row) {
+      if (!row) {
         e.answer(RERUN)
         return
       }
@@ -906,6 +904,13 @@ function ctes(
 }
 
 const isRaw = (q: Deferred): q is RawStatement => typeof (q as RawStatement).sql === 'string'
+
+/** A deferred statement `flushIf` can guard: hand-written, saying how a condition is appended. */
+function guardable(q: Deferred): RawStatement & { readonly guard: 'where' | 'and' } {
+  if (!isRaw(q)) throw new Error('flushIf needs hand-written deferred statements')
+  if (!q.guard) throw new Error('flushIf needs deferred statements that say how to guard them')
+  return q as RawStatement & { readonly guard: 'where' | 'and' }
+}
 
 /**
  * Concurrent callers of `read` share one call that started after they called: while a read
@@ -1139,7 +1144,7 @@ export function literal(v: unknown): string {
  * `prepare`d once per connection, run with `execute name(literals…)` — in one simple-protocol message,
  * which PostgreSQL runs as one implicit transaction (an error rolls it back whole).
  */
-export interface MessageLane {
+interface MessageLane {
   /**
    * Sends one message. `handed`: it is written (every later `send` runs after it); `rows`: the first
    * row of each statement's result, or the error that rolled the message back.
